@@ -1,0 +1,38 @@
+# The two entry points of the README. Both install missing Debian packages first
+# (packaging/install-deps.sh is idempotent and does nothing when all are present).
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+CONFIG     ?= examples/demo.yaml
+CMAKE_ARGS ?=
+
+.PHONY: run test build build-asan deps deps-test clean
+
+deps:
+	@packaging/install-deps.sh
+
+deps-test:
+	@packaging/install-deps.sh --with-tests
+
+build: deps
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
+	cmake --build $(BUILD)
+
+# Builds and starts the exporter in the foreground on http://127.0.0.1:9869/metrics.
+run: build
+	exec $(BUILD)/daemon/fastapi-exporter --config.file=$(CONFIG)
+
+build-asan: deps-test
+	cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFASTAPI_EXPORTER_SANITIZE=ON
+	cmake --build $(BUILD_ASAN)
+
+# Every test: unit and integration, on the normal build and again under ASan + UBSan.
+test: deps-test
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
+	cmake --build $(BUILD)
+	ctest --test-dir $(BUILD) --output-on-failure --timeout 900
+	$(MAKE) build-asan
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir $(BUILD_ASAN) --output-on-failure --timeout 900
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)

@@ -1,0 +1,193 @@
+#include "daemon/http_server.hpp"
+
+#include <civetweb.h>
+#include <netdb.h>
+#include <spdlog/spdlog.h>
+#include <zlib.h>
+
+#include <cstring>
+#include <string_view>
+#include <vector>
+
+namespace fastapi_exporter {
+namespace {
+
+constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+void SendResponse(mg_connection* conn, int status, const char* content_type,
+                  const std::string& body, const char* content_encoding = nullptr) {
+  mg_response_header_start(conn, status);
+  mg_response_header_add(conn, "Content-Type", content_type, -1);
+  mg_response_header_add(conn, "Content-Length", std::to_string(body.size()).c_str(), -1);
+  if (content_encoding) mg_response_header_add(conn, "Content-Encoding", content_encoding, -1);
+  if (status == 405) mg_response_header_add(conn, "Allow", "GET, HEAD", -1);
+  mg_response_header_send(conn);
+  const mg_request_info* request = mg_get_request_info(conn);
+  if (std::strcmp(request->request_method, "HEAD") != 0) {
+    mg_write(conn, body.data(), body.size());
+  }
+}
+
+bool IsGetOrHead(mg_connection* conn) {
+  const char* method = mg_get_request_info(conn)->request_method;
+  return std::strcmp(method, "GET") == 0 || std::strcmp(method, "HEAD") == 0;
+}
+
+int LogCivetweb(const mg_connection* conn, const char* message) {
+  spdlog::debug("http: {}", message);
+  // Keep the messages: when starting fails they hold the reason ("cannot bind ...").
+  if (auto* messages =
+          static_cast<std::vector<std::string>*>(mg_get_user_data(mg_get_context(conn)))) {
+    messages->push_back(message);
+  }
+  return 1;  // handled: keep civetweb from printing to stderr itself
+}
+
+// civetweb wants an IP literal; resolve host names such as "localhost" ourselves.
+std::string ListeningPorts(const config::ListenAddress& address, std::string& error) {
+  const std::string port = std::to_string(address.port);
+  if (address.host.empty()) {
+    // Every interface; both address families where the library has IPv6.
+    return (mg_check_feature(MG_FEATURES_IPV6) ? "+" : "") + port;
+  }
+  addrinfo hints{};
+  hints.ai_flags = AI_NUMERICSERV;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const int rc = getaddrinfo(address.host.c_str(), port.c_str(), &hints, &found);
+  if (rc != 0 || !found) {
+    error = "cannot resolve listen host '" + address.host + "': " + gai_strerror(rc);
+    return {};
+  }
+  char host[NI_MAXHOST];
+  getnameinfo(found->ai_addr, found->ai_addrlen, host, sizeof host, nullptr, 0, NI_NUMERICHOST);
+  const bool ipv6 = found->ai_family == AF_INET6;
+  freeaddrinfo(found);
+  return ipv6 ? "[" + std::string(host) + "]:" + port : std::string(host) + ":" + port;
+}
+
+}  // namespace
+
+HttpServer::HttpServer(HttpServerOptions options) : options_(std::move(options)) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+bool HttpServer::Start(std::string& error) {
+  const std::string ports = ListeningPorts(options_.listen_address, error);
+  if (ports.empty()) return false;
+  const std::string threads = std::to_string(options_.threads);
+  const char* civet_options[] = {"listening_ports", ports.c_str(),
+                                 "num_threads", threads.c_str(),
+                                 "request_timeout_ms", "30000",
+                                 "enable_keep_alive", "yes",
+                                 nullptr};
+  mg_callbacks callbacks{};
+  callbacks.log_message = LogCivetweb;
+  mg_init_data init{&callbacks, &library_messages_, civet_options};
+  char error_text[256] = "";
+  mg_error_data error_data{nullptr, error_text, sizeof error_text};
+  mg_init_library(0);
+  context_ = mg_start2(&init, &error_data);
+  if (!context_) {
+    const std::string shown = options_.listen_address.host.empty()
+                                  ? ":" + std::to_string(options_.listen_address.port)
+                                  : options_.listen_address.host + ":" +
+                                        std::to_string(options_.listen_address.port);
+    error = "cannot listen on " + shown + ": " + (error_text[0] ? error_text : "unknown error");
+    for (const std::string& message : library_messages_) {
+      if (message != error_text) error += "; " + message;
+    }
+    return false;
+  }
+  mg_set_request_handler(context_, options_.telemetry_path.c_str(), HandleMetrics, this);
+  mg_set_request_handler(context_, "/healthz$", HandleHealth, this);
+  mg_set_request_handler(context_, "/$", HandleLanding, this);
+  return true;
+}
+
+void HttpServer::Stop() {
+  if (context_) {
+    mg_stop(context_);
+    context_ = nullptr;
+  }
+}
+
+int HttpServer::HandleMetrics(mg_connection* conn, void* self_ptr) {
+  auto* self = static_cast<HttpServer*>(self_ptr);
+  if (!IsGetOrHead(conn)) {
+    SendResponse(conn, 405, "text/plain", "method not allowed\n");
+    return 405;
+  }
+  // civetweb matches handler URIs as prefixes; serve the exact path only.
+  if (std::strcmp(mg_get_request_info(conn)->local_uri, self->options_.telemetry_path.c_str())) {
+    SendResponse(conn, 404, "text/plain", "not found\n");
+    return 404;
+  }
+  const std::string body = self->options_.render_metrics();
+  if (AcceptsGzip(mg_get_header(conn, "Accept-Encoding"))) {
+    SendResponse(conn, 200, kMetricsContentType, GzipCompress(body), "gzip");
+  } else {
+    SendResponse(conn, 200, kMetricsContentType, body);
+  }
+  return 200;
+}
+
+int HttpServer::HandleLanding(mg_connection* conn, void* self_ptr) {
+  auto* self = static_cast<HttpServer*>(self_ptr);
+  if (!IsGetOrHead(conn)) {
+    SendResponse(conn, 405, "text/plain", "method not allowed\n");
+    return 405;
+  }
+  SendResponse(conn, 200, "text/html; charset=utf-8", self->options_.landing_page_html);
+  return 200;
+}
+
+int HttpServer::HandleHealth(mg_connection* conn, void* self_ptr) {
+  auto* self = static_cast<HttpServer*>(self_ptr);
+  const bool healthy = !self->options_.healthy || self->options_.healthy();
+  SendResponse(conn, healthy ? 200 : 503, "text/plain", healthy ? "ok\n" : "unhealthy\n");
+  return healthy ? 200 : 503;
+}
+
+std::string GzipCompress(const std::string& data) {
+  z_stream stream{};
+  // windowBits 15 + 16 selects the gzip wrapper.
+  if (deflateInit2(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+      Z_OK) {
+    return {};
+  }
+  std::string out(deflateBound(&stream, data.size()), '\0');
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  stream.avail_in = static_cast<uInt>(data.size());
+  stream.next_out = reinterpret_cast<Bytef*>(out.data());
+  stream.avail_out = static_cast<uInt>(out.size());
+  deflate(&stream, Z_FINISH);
+  out.resize(stream.total_out);
+  deflateEnd(&stream);
+  return out;
+}
+
+bool AcceptsGzip(const char* accept_encoding) {
+  if (!accept_encoding) return false;
+  std::string_view header(accept_encoding);
+  while (!header.empty()) {
+    const auto comma = header.find(',');
+    std::string_view item = header.substr(0, comma);
+    header = comma == std::string_view::npos ? std::string_view() : header.substr(comma + 1);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    const auto semicolon = item.find(';');
+    std::string_view coding = item.substr(0, semicolon);
+    while (!coding.empty() && coding.back() == ' ') coding.remove_suffix(1);
+    if (coding != "gzip" && coding != "*") continue;
+    if (semicolon == std::string_view::npos) return true;
+    std::string_view params = item.substr(semicolon + 1);
+    const auto q = params.find("q=");
+    if (q == std::string_view::npos) return true;
+    // q=0 (or 0.0, 0.000) refuses; any non-zero digit accepts.
+    const std::string_view value = params.substr(q + 2);
+    return value.find_first_of("123456789") != std::string_view::npos;
+  }
+  return false;
+}
+
+}  // namespace fastapi_exporter

@@ -1,0 +1,55 @@
+// The HTTP side: civetweb serving the telemetry path, a landing page and /healthz.
+// It knows nothing about metrics: it asks a callback for the exposition text.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/listen_address.hpp"
+
+struct mg_context;
+struct mg_connection;
+
+namespace fastapi_exporter {
+
+struct HttpServerOptions {
+  config::ListenAddress listen_address;
+  std::string telemetry_path = "/metrics";
+  std::string landing_page_html;
+  std::function<std::string()> render_metrics;  // called concurrently from server threads
+  std::function<bool()> healthy;
+  int threads = 4;
+};
+
+class HttpServer {
+ public:
+  explicit HttpServer(HttpServerOptions options);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Starts listening. On failure returns false and says why in `error`
+  // (e.g. "cannot listen on 127.0.0.1:9869: Address already in use").
+  bool Start(std::string& error);
+  // Stops accepting and waits for requests in flight.
+  void Stop();
+
+ private:
+  static int HandleMetrics(mg_connection* conn, void* self);
+  static int HandleLanding(mg_connection* conn, void* self);
+  static int HandleHealth(mg_connection* conn, void* self);
+
+  HttpServerOptions options_;
+  std::vector<std::string> library_messages_;  // civetweb's log, for start-up errors
+  mg_context* context_ = nullptr;
+};
+
+// gzip (RFC 1952) of `data`, for scrapers that send Accept-Encoding: gzip.
+std::string GzipCompress(const std::string& data);
+
+// Whether an Accept-Encoding header value accepts gzip (and does not refuse it with q=0).
+bool AcceptsGzip(const char* accept_encoding);
+
+}  // namespace fastapi_exporter

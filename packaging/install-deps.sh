@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages needed to build, run and test fastapi-exporter.
+# Idempotent: packages already present are not touched, and apt is not called at all
+# when nothing is missing, so a second run costs a few milliseconds.
+set -euo pipefail
+
+build_deps=(
+  cmake ninja-build g++ make pkg-config git
+  prometheus-cpp-dev libcivetweb-dev zlib1g-dev
+  libspdlog-dev libfmt-dev libyaml-cpp-dev libre2-dev libcli11-dev
+  libsimdjson-dev libsystemd-dev
+)
+test_deps=(
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  prometheus                      # promtool, and a real Prometheus for end-to-end tests
+  python3-fastapi python3-uvicorn # the example FastAPI app, run with /usr/bin/python3
+  python3-pytest python3-prometheus-client
+  curl procps
+)
+
+wanted=("${build_deps[@]}")
+[[ "${1:-}" == "--with-tests" ]] && wanted+=("${test_deps[@]}")
+
+missing=()
+for pkg in "${wanted[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps: missing packages: ${missing[*]}; run as root or install them" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q -o DPkg::Lock::Timeout=300
+apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}"

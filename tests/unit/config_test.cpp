@@ -1,0 +1,185 @@
+#include "config/config.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "config/listen_address.hpp"
+
+namespace fastapi_exporter::config {
+namespace {
+
+using ::testing::HasSubstr;
+
+// The one error of a file that should have exactly one.
+ConfigError OnlyError(const std::string& yaml) {
+  const LoadResult result = ParseConfig(yaml);
+  EXPECT_EQ(result.errors.size(), 1u) << yaml;
+  if (result.errors.empty()) return {};
+  return result.errors.front();
+}
+
+TEST(Config, ReadsEverySelectorAndDefaults) {
+  const LoadResult result = ParseConfig(R"(
+web:
+  listen_address: "127.0.0.1:9999"
+services:
+  - name: fastapi-backend
+    process:
+      pidfile: /run/fastapi/app.pid
+      pid: 1234
+      systemd_unit: fastapi.service
+      cmdline: 'uvicorn main:app'
+      comm: uvicorn
+      children: false
+  - name: other
+    process:
+      comm: gunicorn
+)");
+  ASSERT_TRUE(result.ok()) << FormatError("test", result.errors.front());
+  const Config& config = result.config;
+  EXPECT_EQ(config.web.listen_address, "127.0.0.1:9999");
+  EXPECT_EQ(config.web.telemetry_path, "/metrics");
+  ASSERT_EQ(config.services.size(), 2u);
+  const ProcessSelector& process = config.services[0].process;
+  EXPECT_EQ(config.services[0].name, "fastapi-backend");
+  EXPECT_EQ(process.pidfile, "/run/fastapi/app.pid");
+  EXPECT_EQ(process.pid, 1234);
+  EXPECT_EQ(process.systemd_unit, "fastapi.service");
+  EXPECT_EQ(process.cmdline, "uvicorn main:app");
+  EXPECT_EQ(process.comm, "uvicorn");
+  EXPECT_FALSE(process.children);
+  EXPECT_TRUE(config.services[1].process.children);  // the default
+  EXPECT_EQ(config.services[1].position.line, 13);
+}
+
+TEST(Config, EmptyFileIsAllDefaults) {
+  const LoadResult result = ParseConfig("");
+  EXPECT_TRUE(result.ok());
+  EXPECT_EQ(result.config.web.listen_address, ":9869");
+  EXPECT_TRUE(result.config.services.empty());
+}
+
+TEST(Config, UnknownKeyNamesKeyAndLine) {
+  const LoadResult result = ParseConfig("services:\n  - name: a\n    process:\n      pidfle: /x\n");
+  // The typo leaves the service without a selector, which is reported second.
+  ASSERT_EQ(result.errors.size(), 2u);
+  EXPECT_EQ(result.errors[1].key, "services[0].process");
+  const ConfigError& error = result.errors[0];
+  EXPECT_EQ(error.key, "services[0].process.pidfle");
+  EXPECT_EQ(error.position.line, 4);
+  EXPECT_EQ(error.position.column, 7);
+  EXPECT_THAT(error.message, HasSubstr("unknown key"));
+  EXPECT_THAT(error.message, HasSubstr("pidfile"));  // lists what is expected
+}
+
+TEST(Config, WrongTypes) {
+  ConfigError error = OnlyError("services:\n  - name: a\n    process:\n      pid: abc\n");
+  EXPECT_EQ(error.key, "services[0].process.pid");
+  EXPECT_EQ(error.position.line, 4);
+  EXPECT_THAT(error.message, HasSubstr("must be an integer, got 'abc'"));
+
+  error = OnlyError("services:\n  - name: a\n    process:\n      comm: x\n      children: maybe\n");
+  EXPECT_EQ(error.key, "services[0].process.children");
+  EXPECT_EQ(error.position.line, 5);
+
+  error = OnlyError("services: {name: a}\n");
+  EXPECT_EQ(error.key, "services");
+  EXPECT_THAT(error.message, HasSubstr("must be a list"));
+
+  error = OnlyError("web:\n  listen_address: [1, 2]\n");
+  EXPECT_EQ(error.key, "web.listen_address");
+  EXPECT_THAT(error.message, HasSubstr("must be a string, got a list"));
+}
+
+TEST(Config, BadRegex) {
+  const ConfigError error =
+      OnlyError("services:\n  - name: a\n    process:\n      cmdline: 'uvicorn (main'\n");
+  EXPECT_EQ(error.key, "services[0].process.cmdline");
+  EXPECT_EQ(error.position.line, 4);
+  EXPECT_THAT(error.message, HasSubstr("invalid regex"));
+  EXPECT_THAT(error.message, HasSubstr("missing )"));
+}
+
+TEST(Config, DuplicateServiceNames) {
+  const ConfigError error = OnlyError(
+      "services:\n  - name: api\n    process: {comm: a}\n  - name: api\n    process: {comm: b}\n");
+  EXPECT_EQ(error.key, "services[1].name");
+  EXPECT_EQ(error.position.line, 4);
+  EXPECT_THAT(error.message, HasSubstr("duplicate service name 'api'"));
+}
+
+TEST(Config, ServiceWithoutSelector) {
+  ConfigError error = OnlyError("services:\n  - name: api\n    process:\n      children: true\n");
+  EXPECT_EQ(error.key, "services[0].process");
+  EXPECT_EQ(error.position.line, 3);
+  EXPECT_THAT(error.message, HasSubstr("at least one selector"));
+
+  error = OnlyError("services:\n  - name: api\n");
+  EXPECT_EQ(error.key, "services[0].process");
+  EXPECT_EQ(error.position.line, 2);
+}
+
+TEST(Config, MissingNameAndRepeatedKey) {
+  EXPECT_EQ(OnlyError("services:\n  - process: {comm: a}\n").key, "services[0].name");
+  const ConfigError error = OnlyError("web:\n  telemetry_path: /a\n  telemetry_path: /b\n");
+  EXPECT_EQ(error.key, "web.telemetry_path");
+  EXPECT_EQ(error.position.line, 3);
+  EXPECT_THAT(error.message, HasSubstr("more than once"));
+}
+
+TEST(Config, EveryProblemIsReportedNotJustTheFirst) {
+  const LoadResult result = ParseConfig(R"(web:
+  listen_address: "nonsense"
+  telemetry_path: metrics
+services:
+  - name: a
+    process: {pid: -3}
+  - name: b
+    process: {comm: this-name-is-far-too-long}
+  - name: c
+    process: {systemd_unit: ../../etc}
+)");
+  ASSERT_EQ(result.errors.size(), 5u);
+  EXPECT_EQ(result.errors[0].key, "web.listen_address");
+  EXPECT_EQ(result.errors[1].key, "web.telemetry_path");
+  EXPECT_EQ(result.errors[2].key, "services[0].process.pid");
+  EXPECT_EQ(result.errors[3].key, "services[1].process.comm");
+  EXPECT_THAT(result.errors[3].message, HasSubstr("15 characters"));
+  EXPECT_EQ(result.errors[4].key, "services[2].process.systemd_unit");
+  EXPECT_EQ(result.errors[4].position.line, 10);
+}
+
+TEST(Config, InvalidYamlNamesTheLine) {
+  const ConfigError error = OnlyError("services:\n  - name: a\n    process: {comm: [x\n");
+  EXPECT_THAT(error.message, HasSubstr("invalid YAML"));
+  EXPECT_GE(error.position.line, 3);
+  EXPECT_EQ(FormatError("c.yaml", {"services[0].name", {3, 5}, "boom"}),
+            "c.yaml:3:5: services[0].name: boom");
+}
+
+TEST(Config, UnreadableFile) {
+  const LoadResult result = LoadConfigFile("/nonexistent/config.yaml");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_THAT(result.errors[0].message, HasSubstr("No such file"));
+  const LoadResult directory = LoadConfigFile("/tmp");
+  ASSERT_EQ(directory.errors.size(), 1u);
+  EXPECT_THAT(directory.errors[0].message, HasSubstr("Is a directory"));
+}
+
+TEST(ListenAddress, Forms) {
+  EXPECT_EQ(ParseListenAddress(":9869")->port, 9869);
+  EXPECT_EQ(ParseListenAddress(":9869")->host, "");
+  EXPECT_EQ(ParseListenAddress("127.0.0.1:80")->host, "127.0.0.1");
+  EXPECT_EQ(ParseListenAddress("[::1]:9869")->host, "::1");
+  EXPECT_EQ(ParseListenAddress("localhost:1")->host, "localhost");
+  std::string problem;
+  EXPECT_FALSE(ParseListenAddress("9869", &problem));
+  EXPECT_THAT(problem, HasSubstr("missing ':port'"));
+  EXPECT_FALSE(ParseListenAddress(":99999"));
+  EXPECT_FALSE(ParseListenAddress(":http"));
+  EXPECT_FALSE(ParseListenAddress("::1:9869", &problem));
+  EXPECT_THAT(problem, HasSubstr("brackets"));
+}
+
+}  // namespace
+}  // namespace fastapi_exporter::config
