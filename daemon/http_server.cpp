@@ -70,17 +70,17 @@ std::string ListeningPorts(const config::ListenAddress& address, std::string& er
 
 HttpServer::HttpServer(HttpServerOptions options) : options_(std::move(options)) {}
 
-HttpServer::~HttpServer() { Stop(); }
+HttpServer::~HttpServer() {
+  Stop();
+}
 
 bool HttpServer::Start(std::string& error) {
   const std::string ports = ListeningPorts(options_.listen_address, error);
   if (ports.empty()) return false;
   const std::string threads = std::to_string(options_.threads);
-  const char* civet_options[] = {"listening_ports", ports.c_str(),
-                                 "num_threads", threads.c_str(),
-                                 "request_timeout_ms", "30000",
-                                 "enable_keep_alive", "yes",
-                                 nullptr};
+  const char* civet_options[] = {
+      "listening_ports", ports.c_str(),       "num_threads", threads.c_str(), "request_timeout_ms",
+      "30000",           "enable_keep_alive", "yes",         nullptr};
   mg_callbacks callbacks{};
   callbacks.log_message = LogCivetweb;
   mg_init_data init{&callbacks, &library_messages_, civet_options};
@@ -89,10 +89,10 @@ bool HttpServer::Start(std::string& error) {
   mg_init_library(0);
   context_ = mg_start2(&init, &error_data);
   if (!context_) {
-    const std::string shown = options_.listen_address.host.empty()
-                                  ? ":" + std::to_string(options_.listen_address.port)
-                                  : options_.listen_address.host + ":" +
-                                        std::to_string(options_.listen_address.port);
+    const std::string shown =
+        options_.listen_address.host.empty()
+            ? ":" + std::to_string(options_.listen_address.port)
+            : options_.listen_address.host + ":" + std::to_string(options_.listen_address.port);
     error = "cannot listen on " + shown + ": " + (error_text[0] ? error_text : "unknown error");
     for (const std::string& message : library_messages_) {
       if (message != error_text) error += "; " + message;

@@ -69,8 +69,8 @@ bool SetupLogging(const std::string& level, const std::string& format) {
   auto formatter = std::make_unique<spdlog::pattern_formatter>(
       spdlog::pattern_time_type::utc, std::string(spdlog::details::os::default_eol));
   formatter->add_flag<EscapedMessage>('*').set_pattern(pattern);
-  auto logger = std::make_shared<spdlog::logger>(
-      "fastapi-exporter", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger = std::make_shared<spdlog::logger>("fastapi-exporter",
+                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
   logger->set_formatter(std::move(formatter));
   logger->set_level(spd_level);
   logger->flush_on(spdlog::level::debug);

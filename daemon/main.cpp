@@ -1,6 +1,6 @@
 // fastapi-exporter: the daemon's wiring. Flags, config, collectors, HTTP, signals.
-#include <prometheus/gauge.h>
 #include <prometheus/counter.h>
+#include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -43,11 +43,20 @@ std::string HtmlEscape(const std::string& text) {
   std::string out;
   for (char c : text) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -60,9 +69,14 @@ std::string LandingPage(const fe::config::Config& config) {
   }
   const std::string path = HtmlEscape(config.web.telemetry_path);
   return "<!DOCTYPE html><html><head><title>fastapi-exporter</title></head><body>"
-         "<h1>fastapi-exporter</h1><p>" + HtmlEscape(VersionLine()) + "</p>"
-         "<p><a href=\"" + path + "\">Metrics</a> &middot; <a href=\"/healthz\">Health</a></p>"
-         "<h2>Services</h2><ul>" + services + "</ul></body></html>\n";
+         "<h1>fastapi-exporter</h1><p>" +
+         HtmlEscape(VersionLine()) +
+         "</p>"
+         "<p><a href=\"" +
+         path +
+         "\">Metrics</a> &middot; <a href=\"/healthz\">Health</a></p>"
+         "<h2>Services</h2><ul>" +
+         services + "</ul></body></html>\n";
 }
 
 // Prints every problem of the file as "file:line:column: key: message".
@@ -94,8 +108,9 @@ int WaitForShutdown() {
 
 int main(int argc, char** argv) {
   Flags flags;
-  CLI::App app{"fastapi-exporter: Prometheus metrics for FastAPI services from /proc and their "
-               "access logs, with no code in the service."};
+  CLI::App app{
+      "fastapi-exporter: Prometheus metrics for FastAPI services from /proc and their "
+      "access logs, with no code in the service."};
   app.add_option("--config.file", flags.config_file, "Configuration file (YAML)")
       ->capture_default_str();
   app.add_option("--web.listen-address", flags.listen_address,
@@ -137,8 +152,7 @@ int main(int argc, char** argv) {
   if (flags.check_config) {
     PrintErrors(flags.config_file, loaded);
     if (!loaded.ok()) return 1;
-    std::cout << flags.config_file << ": OK (" << loaded.config.services.size()
-              << " services)\n";
+    std::cout << flags.config_file << ": OK (" << loaded.config.services.size() << " services)\n";
     return 0;
   }
   if (!loaded.ok()) {
@@ -187,12 +201,11 @@ int main(int argc, char** argv) {
                       .Help("Scrapes of the telemetry path served.")
                       .Register(*self_registry)
                       .Add({});
-  auto& last_scrape_duration =
-      prometheus::BuildGauge()
-          .Name("fastapi_exporter_last_scrape_duration_seconds")
-          .Help("How long rendering the previous scrape took.")
-          .Register(*self_registry)
-          .Add({});
+  auto& last_scrape_duration = prometheus::BuildGauge()
+                                   .Name("fastapi_exporter_last_scrape_duration_seconds")
+                                   .Help("How long rendering the previous scrape took.")
+                                   .Register(*self_registry)
+                                   .Add({});
 
   fe::Exposition exposition;
   exposition.Register(self_registry);

@@ -39,8 +39,7 @@ CounterValues GroupAccounting::Update(const std::vector<ProcessSample>& samples)
     Known* parent =
         parent_key != current_key_by_pid.end() ? &current.at(parent_key->second) : nullptr;
     for (std::size_t c = 0; c < kCounterCount; ++c) {
-      const uint64_t last_total =
-          gone.last.own[c] + gone.last.reaped_children[c] + gone.pending[c];
+      const uint64_t last_total = gone.last.own[c] + gone.last.reaped_children[c] + gone.pending[c];
       if (parent && HasReapedChildrenField(c)) {
         parent->pending[c] += last_total;
       } else {

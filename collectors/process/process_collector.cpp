@@ -226,8 +226,7 @@ void ProcessCollector::State::CollectService(Service& service, ProcessTable& tab
   if (service.finder->CgroupCoversGroup()) {
     if (found.cgroup_dir) {
       const ReadStatus status = ProcFs::ReadFile(*found.cgroup_dir + "/cpu.stat", buffer);
-      const auto usage = status == ReadStatus::kOk ? ParseCgroupCpuUsageUsec(buffer)
-                                                   : std::nullopt;
+      const auto usage = status == ReadStatus::kOk ? ParseCgroupCpuUsageUsec(buffer) : std::nullopt;
       if (usage) {
         service.cgroup_cpu_usec.Observe(*usage);
       } else if (status != ReadStatus::kGone) {

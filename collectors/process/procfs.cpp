@@ -11,7 +11,9 @@
 namespace fastapi_exporter::process {
 namespace {
 
-bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 std::string_view TrimLeft(std::string_view text) {
   while (!text.empty() && IsSpace(text.front())) text.remove_prefix(1);
@@ -227,8 +229,7 @@ ReadStatus ProcFs::ReadChildren(pid_t pid, std::vector<pid_t>& out) const {
   std::string text;
   while (const dirent* entry = ::readdir(dir)) {
     if (entry->d_name[0] == '.') continue;
-    const ReadStatus read =
-        ReadFile(task_dir + "/" + entry->d_name + "/children", text);
+    const ReadStatus read = ReadFile(task_dir + "/" + entry->d_name + "/children", text);
     if (read == ReadStatus::kOk) {
       ParsePidList(text, out);
     } else if (read == ReadStatus::kGone) {

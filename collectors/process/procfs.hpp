@@ -63,7 +63,7 @@ std::optional<pid_t> ParsePidfile(std::string_view text);
 
 enum class ReadStatus {
   kOk,
-  kGone,    // ENOENT/ESRCH: the process (or file) no longer exists; not an error
+  kGone,         // ENOENT/ESRCH: the process (or file) no longer exists; not an error
   kDenied,       // EACCES/EPERM
   kUnsupported,  // the kernel does not provide this file
   kError,        // anything else

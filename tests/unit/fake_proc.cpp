@@ -38,29 +38,28 @@ void FakeProc::Write(const FakeProcess& p) {
   std::ostringstream stat;
   // Fields 1..24 as the kernel prints them, then the rest of the line (unused).
   stat << p.pid << " (" << p.comm << ") S " << p.ppid << " " << p.pid << " " << p.pid
-       << " 0 -1 4194304 0 0 " << p.majflt << " " << p.cmajflt << " " << p.utime << " "
-       << p.stime << " " << p.cutime << " " << p.cstime << " 20 0 " << p.threads << " 0 "
-       << p.start_ticks << " " << p.vsize << " " << p.rss_pages
+       << " 0 -1 4194304 0 0 " << p.majflt << " " << p.cmajflt << " " << p.utime << " " << p.stime
+       << " " << p.cutime << " " << p.cstime << " 20 0 " << p.threads << " 0 " << p.start_ticks
+       << " " << p.vsize << " " << p.rss_pages
        << " 18446744073709551615 1 1 0 0 0 0 0 16781312 134234626 0 0 0 17 1 0 0 0 0 0\n";
   WriteFile(dir + "/stat", stat.str());
   std::string cmdline;
   for (const auto& arg : p.argv) cmdline += arg + '\0';
   WriteFile(dir + "/cmdline", cmdline);
   WriteFile(dir + "/comm", p.comm + "\n");
-  WriteFile(dir + "/status", "Name:\t" + p.comm + "\nState:\tS (sleeping)\nThreads:\t" +
-                                 std::to_string(p.threads) + "\nvoluntary_ctxt_switches:\t" +
-                                 std::to_string(p.voluntary_switches) +
-                                 "\nnonvoluntary_ctxt_switches:\t" +
-                                 std::to_string(p.involuntary_switches) + "\n");
-  WriteFile(dir + "/io", "rchar: 100\nwchar: 200\nsyscr: 1\nsyscw: 2\nread_bytes: " +
-                             std::to_string(p.read_bytes) + "\nwrite_bytes: " +
-                             std::to_string(p.write_bytes) + "\ncancelled_write_bytes: 0\n");
+  WriteFile(dir + "/status",
+            "Name:\t" + p.comm + "\nState:\tS (sleeping)\nThreads:\t" + std::to_string(p.threads) +
+                "\nvoluntary_ctxt_switches:\t" + std::to_string(p.voluntary_switches) +
+                "\nnonvoluntary_ctxt_switches:\t" + std::to_string(p.involuntary_switches) + "\n");
+  WriteFile(
+      dir + "/io",
+      "rchar: 100\nwchar: 200\nsyscr: 1\nsyscw: 2\nread_bytes: " + std::to_string(p.read_bytes) +
+          "\nwrite_bytes: " + std::to_string(p.write_bytes) + "\ncancelled_write_bytes: 0\n");
   WriteFile(dir + "/limits",
             "Limit                     Soft Limit           Hard Limit           Units     \n"
             "Max cpu time              unlimited            unlimited            seconds   \n"
             "Max open files            " +
-                p.max_open_files_soft +
-                "                 524288               files     \n");
+                p.max_open_files_soft + "                 524288               files     \n");
   fs::create_directories(fs::path(root_) / dir / "fd");
   for (int fd = 0; fd < p.open_fds; ++fd) WriteFile(dir + "/fd/" + std::to_string(fd), "");
   const std::string task = dir + "/task/" + std::to_string(p.pid);

@@ -5,8 +5,7 @@
 namespace fastapi_exporter::process {
 namespace {
 
-ProcessSample Sample(pid_t pid, pid_t ppid, uint64_t start, uint64_t cpu,
-                     uint64_t reaped_cpu = 0) {
+ProcessSample Sample(pid_t pid, pid_t ppid, uint64_t start, uint64_t cpu, uint64_t reaped_cpu = 0) {
   ProcessSample sample;
   sample.pid = pid;
   sample.ppid = ppid;
@@ -64,8 +63,7 @@ TEST(GroupAccounting, ReusedPidIsANewProcess) {
   accounting.Update({Sample(10, 1, 100, 50), Sample(11, 10, 200, 30)});
   // PID 11 exited unreaped and a new, unrelated process got PID 11 (new start time) with
   // less CPU: the old one's 30 stays, the new one's 2 adds.
-  EXPECT_EQ(accounting.Update({Sample(10, 1, 100, 50), Sample(11, 10, 500, 2)})[kCpuTicks],
-            82u);
+  EXPECT_EQ(accounting.Update({Sample(10, 1, 100, 50), Sample(11, 10, 500, 2)})[kCpuTicks], 82u);
 }
 
 TEST(GroupAccounting, CountersWithoutChildFieldsMoveToExited) {

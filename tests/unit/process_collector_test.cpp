@@ -90,7 +90,8 @@ TEST_F(ProcessCollectorTest, SumsTheWholeGroupFoundThroughAPidfile) {
   const auto families = collector.Collect();
   EXPECT_EQ(Value(families, "fastapi_exporter_service_up", "api"), 1);
   EXPECT_EQ(Value(families, "process_processes", "api"), 4);
-  EXPECT_DOUBLE_EQ(*Value(families, "process_cpu_seconds_total", "api"), (60 + 100 + 200 + 1) * tick);
+  EXPECT_DOUBLE_EQ(*Value(families, "process_cpu_seconds_total", "api"),
+                   (60 + 100 + 200 + 1) * tick);
   EXPECT_DOUBLE_EQ(*Value(families, "process_resident_memory_bytes", "api"), 6000 * page);
   EXPECT_EQ(Value(families, "process_virtual_memory_bytes", "api"), 1 << 20);
   EXPECT_EQ(Value(families, "process_threads", "api"), 2 + 4 + 1 + 1);

@@ -62,7 +62,7 @@ TEST(ParseStat, RejectsMalformedLines) {
   EXPECT_FALSE(ParseStat(""));
   EXPECT_FALSE(ParseStat("garbage"));
   EXPECT_FALSE(ParseStat("12 (x"));
-  EXPECT_FALSE(ParseStat("12 (x) S 1 2 3"));                      // truncated
+  EXPECT_FALSE(ParseStat("12 (x) S 1 2 3"));                         // truncated
   EXPECT_FALSE(ParseStat(std::string(kUvicornStat.substr(0, 60))));  // cut mid-line
   EXPECT_FALSE(ParseStat("abc (x) S 1 1 1 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 1 1 1"));
   EXPECT_FALSE(ParseStat("12 (x) S 1 1 1 0 -1 0 0 0 0 0 ab 1 0 0 20 0 1 0 1 1 1"));
