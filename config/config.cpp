@@ -124,6 +124,56 @@ class SchemaReader {
     return value;
   }
 
+  // One of a fixed set of words, mapped to its value.
+  template <typename T>
+  std::optional<T> OneOf(const Entry& entry, const std::string& path,
+                         const std::vector<std::pair<std::string_view, T>>& choices) {
+    if (auto word = String(entry, path)) {
+      std::string names;
+      for (const auto& [name, value] : choices) {
+        if (name == *word) return value;
+        names += names.empty() ? "" : ", ";
+        names += name;
+      }
+      Error(entry.key, path, "must be one of " + names + ", got '" + *word + "'");
+    }
+    return std::nullopt;
+  }
+
+  std::optional<std::vector<std::string>> StringList(const Entry& entry, const std::string& path) {
+    if (!entry.value.IsSequence()) {
+      Error(entry.key, path, "must be a list of strings, got " + TypeName(entry.value));
+      return std::nullopt;
+    }
+    std::vector<std::string> values;
+    for (std::size_t i = 0; i < entry.value.size(); ++i) {
+      const YAML::Node item = entry.value[i];
+      if (!item.IsScalar()) {
+        Error(item, path + "[" + std::to_string(i) + "]", "must be a string");
+        return std::nullopt;
+      }
+      values.push_back(item.Scalar());
+    }
+    return values;
+  }
+
+  std::optional<std::vector<double>> NumberList(const Entry& entry, const std::string& path) {
+    if (!entry.value.IsSequence()) {
+      Error(entry.key, path, "must be a list of numbers, got " + TypeName(entry.value));
+      return std::nullopt;
+    }
+    std::vector<double> values;
+    for (std::size_t i = 0; i < entry.value.size(); ++i) {
+      double value = 0;
+      if (!entry.value[i].IsScalar() || !YAML::convert<double>::decode(entry.value[i], value)) {
+        Error(entry.value[i], path + "[" + std::to_string(i) + "]", "must be a number");
+        return std::nullopt;
+      }
+      values.push_back(value);
+    }
+    return values;
+  }
+
   static std::string Join(const std::string& path, const std::string& key) {
     return path.empty() ? key : path + "." + key;
   }
@@ -220,6 +270,191 @@ bool ReadProcessSelector(SchemaReader& reader, const SchemaReader::Entry& proces
   return names_a_selector;
 }
 
+const std::vector<std::pair<std::string_view, DurationUnit>> kDurationUnits = {
+    {"s", DurationUnit::kSeconds},
+    {"ms", DurationUnit::kMilliseconds},
+    {"us", DurationUnit::kMicroseconds}};
+
+void ReadJsonFields(SchemaReader& reader, const SchemaReader::Entry& json_entry,
+                    const std::string& path, JsonFields& fields) {
+  auto entries = reader.Mapping(json_entry.value, json_entry.key, path,
+                                {"method", "path", "status", "duration", "duration_unit"});
+  if (!entries) return;
+  for (const auto& [name, entry] : *entries) {
+    const std::string key_path = path + "." + name;
+    if (name == "duration_unit") {
+      if (auto unit = reader.OneOf(entry, key_path, kDurationUnits)) fields.duration_unit = *unit;
+      continue;
+    }
+    // An empty duration field name means the log carries no duration.
+    auto value = name == "duration" ? reader.String(entry, key_path)
+                                    : reader.NonEmptyString(entry, key_path);
+    if (!value) continue;
+    if (name == "method") fields.method = *value;
+    if (name == "path") fields.path = *value;
+    if (name == "status") fields.status = *value;
+    if (name == "duration") fields.duration = *value;
+  }
+}
+
+// The options of the gunicorn, nginx and regex formats: {log_format: ...} or
+// {pattern: ..., duration_unit: ...}.
+void ReadFormatOptions(SchemaReader& reader, const SchemaReader::Entry& options_entry,
+                       const std::string& path, const std::string& format_name,
+                       AccessLogConfig& log) {
+  const bool is_regex = format_name == "regex";
+  auto entries = is_regex
+                     ? reader.Mapping(options_entry.value, options_entry.key, path,
+                                      {"pattern", "duration_unit"})
+                     : reader.Mapping(options_entry.value, options_entry.key, path, {"log_format"});
+  if (!entries) return;
+  for (const auto& [name, entry] : *entries) {
+    const std::string key_path = path + "." + name;
+    if (name == "duration_unit") {
+      if (auto unit = reader.OneOf(entry, key_path, kDurationUnits))
+        log.regex_duration_unit = *unit;
+    } else if (auto text = reader.NonEmptyString(entry, key_path)) {
+      std::string problem;
+      if (name == "pattern") {
+        RE2 regex(*text, RE2::Quiet);
+        if (!regex.ok()) {
+          reader.Error(entry.key, key_path, "invalid regex: " + regex.error());
+          continue;
+        }
+        const auto& groups = regex.NamedCapturingGroups();
+        for (const char* needed : {"method", "path", "status"}) {
+          if (!groups.contains(needed)) {
+            reader.Error(entry.key, key_path,
+                         std::string("the pattern needs a named group (?P<") + needed + ">...)");
+          }
+        }
+        log.regex = *text;
+      } else {
+        auto compiled = format_name == "gunicorn" ? CompileGunicornFormat(*text, &problem)
+                                                  : CompileNginxFormat(*text, &problem);
+        if (!compiled) {
+          reader.Error(entry.key, key_path, problem);
+        } else {
+          log.field_format = std::move(*compiled);
+        }
+      }
+    }
+  }
+}
+
+void ReadAccessLogs(SchemaReader& reader, const SchemaReader::Entry& logs_entry,
+                    const std::string& path, std::vector<AccessLogConfig>& logs) {
+  if (!logs_entry.value.IsSequence()) {
+    reader.Error(logs_entry.key, path, "must be a list, got " + TypeName(logs_entry.value));
+    return;
+  }
+  for (std::size_t i = 0; i < logs_entry.value.size(); ++i) {
+    const YAML::Node item = logs_entry.value[i];
+    const std::string item_path = path + "[" + std::to_string(i) + "]";
+    auto entries = reader.Mapping(
+        item, item, item_path,
+        {"path", "format", "envelope", "start_at", "json", "gunicorn", "nginx", "regex"});
+    if (!entries) continue;
+    AccessLogConfig log;
+    log.position = PositionOf(item);
+    std::string format_name = "json";
+    for (const auto& [name, entry] : *entries) {
+      if (name == "format") {
+        format_name = entry.value.IsScalar() ? entry.value.Scalar() : "";
+        if (auto format = reader.OneOf<LogFormatKind>(entry, item_path + ".format",
+                                                      {{"json", LogFormatKind::kJson},
+                                                       {"uvicorn", LogFormatKind::kUvicorn},
+                                                       {"gunicorn", LogFormatKind::kGunicorn},
+                                                       {"nginx", LogFormatKind::kNginx},
+                                                       {"regex", LogFormatKind::kRegex}})) {
+          log.format = *format;
+        }
+      }
+    }
+    bool has_path = false, has_options = false;
+    for (const auto& [name, entry] : *entries) {
+      const std::string key_path = item_path + "." + name;
+      if (name == "path") {
+        has_path = true;
+        auto glob = reader.NonEmptyString(entry, key_path);
+        if (glob && (*glob)[0] != '/') {
+          reader.Error(entry.key, key_path, "must be an absolute path (a glob is allowed)");
+        } else if (glob) {
+          log.path = *glob;
+        }
+      } else if (name == "envelope") {
+        if (auto envelope = reader.OneOf<Envelope>(entry, key_path,
+                                                   {{"none", Envelope::kNone},
+                                                    {"docker", Envelope::kDocker},
+                                                    {"cri", Envelope::kCri}})) {
+          log.envelope = *envelope;
+        }
+      } else if (name == "start_at") {
+        if (auto start = reader.OneOf<StartAt>(
+                entry, key_path, {{"end", StartAt::kEnd}, {"beginning", StartAt::kBeginning}})) {
+          log.start_at = *start;
+        }
+      } else if (name == "json" || name == "gunicorn" || name == "nginx" || name == "regex") {
+        if (name != format_name) {
+          reader.Error(
+              entry.key, key_path,
+              "options for format '" + name + "', but the format is '" + format_name + "'");
+          continue;
+        }
+        has_options = true;
+        if (name == "json") {
+          ReadJsonFields(reader, entry, key_path, log.json);
+        } else {
+          ReadFormatOptions(reader, entry, key_path, name, log);
+        }
+      }
+    }
+    if (!has_path) reader.Error(item, item_path + ".path", "missing: the log file (a glob)");
+    if (format_name == "regex" && !has_options) {
+      reader.Error(item, item_path + ".regex", "missing: format regex needs {pattern: ...}");
+    }
+    if (!has_options && (format_name == "gunicorn" || format_name == "nginx")) {
+      std::string problem;
+      log.field_format =
+          *(format_name == "gunicorn" ? CompileGunicornFormat(kGunicornDefaultFormat, &problem)
+                                      : CompileNginxFormat(kNginxCombinedFormat, &problem));
+    }
+    logs.push_back(std::move(log));
+  }
+}
+
+void ReadRoutes(SchemaReader& reader, const SchemaReader::Entry& entry, const std::string& path,
+                std::vector<RouteTemplate>& routes) {
+  auto texts = reader.StringList(entry, path);
+  if (!texts) return;
+  for (std::size_t i = 0; i < texts->size(); ++i) {
+    std::string problem;
+    if (auto route = ParseRouteTemplate((*texts)[i], &problem)) {
+      routes.push_back(std::move(*route));
+    } else {
+      reader.Error(entry.value[i], path + "[" + std::to_string(i) + "]", problem);
+    }
+  }
+}
+
+void ReadBuckets(SchemaReader& reader, const SchemaReader::Entry& entry, const std::string& path,
+                 std::vector<double>& buckets) {
+  auto values = reader.NumberList(entry, path);
+  if (!values) return;
+  if (values->empty()) {
+    reader.Error(entry.key, path, "needs at least one bucket");
+    return;
+  }
+  for (std::size_t i = 0; i < values->size(); ++i) {
+    if ((*values)[i] <= 0 || (i > 0 && (*values)[i] <= (*values)[i - 1])) {
+      reader.Error(entry.value[i], path + "[" + std::to_string(i) + "]",
+                   "bucket bounds must be positive and strictly increasing");
+      return;
+    }
+  }
+  buckets = std::move(*values);
+}
+
 void ReadServices(SchemaReader& reader, const SchemaReader::Entry& services_entry,
                   std::vector<ServiceConfig>& services) {
   if (!services_entry.value.IsSequence()) {
@@ -233,11 +468,14 @@ void ReadServices(SchemaReader& reader, const SchemaReader::Entry& services_entr
   for (std::size_t i = 0; i < services_entry.value.size(); ++i) {
     const YAML::Node item = services_entry.value[i];
     const std::string path = "services[" + std::to_string(i) + "]";
-    auto entries = reader.Mapping(item, item, path, {"name", "process"});
+    auto entries = reader.Mapping(
+        item, item, path,
+        {"name", "process", "access_logs", "routes", "exclude_paths", "max_paths", "buckets"});
     if (!entries) continue;
     ServiceConfig service;
     service.position = PositionOf(item);
     bool has_process = false;
+    bool has_access_logs = false;
     for (const auto& [name, entry] : *entries) {
       if (name == "name") {
         if (auto value = reader.NonEmptyString(entry, path + ".name")) {
@@ -252,15 +490,30 @@ void ReadServices(SchemaReader& reader, const SchemaReader::Entry& services_entr
           reader.Error(entry.key, path + ".process",
                        "needs at least one selector: pidfile, pid, systemd_unit, cmdline or comm");
         }
+      } else if (name == "access_logs") {
+        has_access_logs = true;
+        ReadAccessLogs(reader, entry, path + ".access_logs", service.access_logs);
+      } else if (name == "routes") {
+        ReadRoutes(reader, entry, path + ".routes", service.routes);
+      } else if (name == "exclude_paths") {
+        if (auto paths = reader.StringList(entry, path + ".exclude_paths")) {
+          service.exclude_paths = std::move(*paths);
+        }
+      } else if (name == "max_paths") {
+        if (auto max = reader.Integer(entry, path + ".max_paths", 1, 100000)) {
+          service.max_paths = int(*max);
+        }
+      } else if (name == "buckets") {
+        ReadBuckets(reader, entry, path + ".buckets", service.buckets);
       }
     }
     bool has_name = false;
     for (const auto& entry : *entries) has_name |= (entry.first == "name");
     if (!has_name) reader.Error(item, path + ".name", "missing: every service needs a name");
-    if (!has_process) {
+    if (!has_process && !has_access_logs) {
       reader.Error(item, path + ".process",
                    "missing: every service needs a process selector "
-                   "(pidfile, pid, systemd_unit, cmdline or comm)");
+                   "(pidfile, pid, systemd_unit, cmdline or comm) or access_logs");
     }
     services.push_back(std::move(service));
   }
@@ -292,13 +545,28 @@ LoadResult ParseConfig(const std::string& yaml_text) {
   if (root.IsNull()) return result;  // an empty file is all defaults
 
   SchemaReader reader(result.errors);
-  auto entries = reader.Mapping(root, root, "", {"web", "services"});
+  auto entries = reader.Mapping(
+      root, root, "", {"web", "services", "positions_file", "metric_prefix", "max_line_bytes"});
   if (!entries) return result;
+  Config& config = result.config;
   for (const auto& [name, entry] : *entries) {
     if (name == "web") {
-      ReadWeb(reader, entry, result.config.web);
+      ReadWeb(reader, entry, config.web);
     } else if (name == "services") {
-      ReadServices(reader, entry, result.config.services);
+      ReadServices(reader, entry, config.services);
+    } else if (name == "positions_file") {
+      if (auto file = reader.NonEmptyString(entry, name)) config.positions_file = *file;
+    } else if (name == "metric_prefix") {
+      auto prefix = reader.NonEmptyString(entry, name);
+      if (prefix && !RE2::FullMatch(*prefix, "[a-zA-Z_:][a-zA-Z0-9_:]*")) {
+        reader.Error(entry.key, name, "'" + *prefix + "' is not a valid metric name prefix");
+      } else if (prefix) {
+        config.metric_prefix = *prefix;
+      }
+    } else if (name == "max_line_bytes") {
+      if (auto max = reader.Integer(entry, name, 256, 64 * 1024 * 1024)) {
+        config.max_line_bytes = int(*max);
+      }
     }
   }
   return result;

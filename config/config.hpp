@@ -10,6 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "config/log_format.hpp"
+#include "config/route_template.hpp"
+
 namespace fastapi_exporter::config {
 
 // A position in the YAML source, 1-based. Zero means "not from the file" (a default).
@@ -40,9 +43,41 @@ struct ProcessSelector {
   bool empty() const { return !pidfile && !pid && !systemd_unit && !cmdline && !comm; }
 };
 
+enum class LogFormatKind { kJson, kUvicorn, kGunicorn, kNginx, kRegex };
+enum class Envelope { kNone, kDocker, kCri };
+enum class StartAt { kEnd, kBeginning };
+enum class DurationUnit { kSeconds, kMilliseconds, kMicroseconds };
+
+// Field names of a JSON access log; the defaults are the reference guide's schema:
+// {"endpoint": "/api/users/1", "method": "GET", "status_code": 200, "duration_ms": 45, ...}
+struct JsonFields {
+  std::string method = "method";
+  std::string path = "endpoint";
+  std::string status = "status_code";
+  std::string duration = "duration_ms";  // empty: the log has no duration
+  DurationUnit duration_unit = DurationUnit::kMilliseconds;
+};
+
+struct AccessLogConfig {
+  std::string path;  // a glob
+  LogFormatKind format = LogFormatKind::kJson;
+  Envelope envelope = Envelope::kNone;
+  StartAt start_at = StartAt::kEnd;
+  JsonFields json;
+  CompiledLogFormat field_format;  // gunicorn and nginx, compiled
+  std::string regex;               // regex: RE2 with named groups method, path, status[, duration]
+  DurationUnit regex_duration_unit = DurationUnit::kSeconds;
+  SourcePosition position;
+};
+
 struct ServiceConfig {
   std::string name;  // the value of the `service` label
   ProcessSelector process;
+  std::vector<AccessLogConfig> access_logs;
+  std::vector<RouteTemplate> routes;       // first match wins
+  std::vector<std::string> exclude_paths;  // not counted at all
+  int max_paths = 200;                     // distinct `path` values; beyond it, "__other__"
+  std::vector<double> buckets{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0};
   SourcePosition position;
 };
 
@@ -54,6 +89,9 @@ struct WebConfig {
 struct Config {
   WebConfig web;
   std::vector<ServiceConfig> services;
+  std::string positions_file = "/var/lib/fastapi-exporter/positions.yaml";
+  std::string metric_prefix = "fastapi";  // fastapi_requests_total, ...
+  int max_line_bytes = 64 * 1024;         // longer lines are counted and skipped
 };
 
 struct LoadResult {

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "collectors/access_log/access_log_collector.hpp"
 #include "collectors/exposition.hpp"
 #include "collectors/process/process_collector.hpp"
 #include "config/config.hpp"
@@ -31,6 +32,7 @@ struct Flags {
   std::string proc_root = "/proc";
   std::string cgroup_root = "/sys/fs/cgroup";
   bool check_config = false;
+  bool oneshot = false;
   bool version = false;
 };
 
@@ -131,6 +133,9 @@ int main(int argc, char** argv) {
                "Validate the configuration file, print every problem, exit 1 if there is any");
   app.add_option("config", flags.check_config_file,
                  "With --check-config: the file to check (instead of --config.file)");
+  app.add_flag("--oneshot", flags.oneshot,
+               "Read every configured access log from its start to its end, print the "
+               "resulting metrics to stdout and exit");
   app.add_flag("--version", flags.version, "Print the version and exit");
   CLI11_PARSE(app, argc, argv);
 
@@ -209,8 +214,22 @@ int main(int argc, char** argv) {
 
   fe::Exposition exposition;
   exposition.Register(self_registry);
+  auto requests_registry = std::make_shared<prometheus::Registry>();
+  exposition.Register(requests_registry);
+  fe::access_log::AccessLogOptions access_log_options;
+  if (flags.oneshot) {
+    access_log_options.from_beginning = true;
+    access_log_options.save_positions = false;
+  }
+  fe::access_log::AccessLogCollector access_logs(config, *requests_registry, access_log_options);
+  if (flags.oneshot) {
+    access_logs.ReadOnce();
+    std::cout << exposition.Render();
+    return 0;
+  }
   exposition.Register(std::make_shared<fe::process::ProcessCollector>(
       config.services, fe::process::ProcessCollectorOptions{flags.proc_root, flags.cgroup_root}));
+  access_logs.Start();
 
   fe::HttpServerOptions http;
   http.listen_address = *listen_address;
@@ -235,6 +254,11 @@ int main(int argc, char** argv) {
 
   const int status = WaitForShutdown();
   server.Stop();
-  spdlog::info("stopped");
+  access_logs.Stop();  // finishes the lines in hand and saves positions
+  if (access_logs.empty()) {
+    spdlog::info("stopped");
+  } else {
+    spdlog::info("stopped; counted since start: {}", access_logs.Summary());
+  }
   return status;
 }

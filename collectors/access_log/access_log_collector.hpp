@@ -1,0 +1,51 @@
+// Access logs -> request metrics: the tailer hands lines to per-file sinks that unwrap the
+// container envelope, parse the format, normalize the route and count the request.
+// One thread does all of it, so parsers, normalizers and caches need no locks; scrapes read
+// the prometheus-cpp metrics concurrently.
+#pragma once
+
+#include <prometheus/registry.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace fastapi_exporter::access_log {
+
+struct AccessLogOptions {
+  bool use_inotify = true;
+  bool save_positions = true;   // off in one-shot mode
+  bool from_beginning = false;  // one-shot mode: every file from its start
+  std::chrono::milliseconds save_interval{5000};
+};
+
+class AccessLogCollector {
+ public:
+  // Registers the request and self metrics of every configured access log in `registry`.
+  AccessLogCollector(const config::Config& config, prometheus::Registry& registry,
+                     AccessLogOptions options = {});
+  ~AccessLogCollector();
+
+  bool empty() const;  // no service has access logs
+
+  // Follows the logs on a thread of its own, resuming from the positions file.
+  void Start();
+  // Finishes the lines in hand, saves positions, joins the thread.
+  void Stop();
+
+  // Reads every log from its start to its end once, on the calling thread.
+  void ReadOnce();
+
+  // "service api: 1234 requests" for each service, for the shutdown log line.
+  std::string Summary() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fastapi_exporter::access_log

@@ -1,0 +1,94 @@
+#include "collectors/access_log/positions.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace fastapi_exporter::access_log {
+
+bool SavePositions(const std::string& path, const Positions& positions, std::string& error) {
+  YAML::Emitter out;
+  out << YAML::BeginMap << YAML::Key << "version" << YAML::Value << 1;
+  out << YAML::Key << "files" << YAML::Value << YAML::BeginSeq;
+  for (const auto& file : positions.files) {
+    out << YAML::BeginMap;
+    out << YAML::Key << "source" << YAML::Value << YAML::DoubleQuoted << file.source;
+    out << YAML::Key << "path" << YAML::Value << YAML::DoubleQuoted << file.path;
+    out << YAML::Key << "device" << YAML::Value << file.device;
+    out << YAML::Key << "inode" << YAML::Value << file.inode;
+    out << YAML::Key << "offset" << YAML::Value << file.offset;
+    out << YAML::Key << "fingerprint" << YAML::Value << file.fingerprint;
+    out << YAML::Key << "fingerprint_bytes" << YAML::Value << file.fingerprint_bytes;
+    out << YAML::EndMap;
+  }
+  out << YAML::EndSeq << YAML::EndMap;
+
+  const std::filesystem::path target(path);
+  std::error_code ec;
+  if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path(), ec);
+  const std::string temp = path + ".tmp";
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    error = "cannot write " + temp + ": " + std::strerror(errno);
+    return false;
+  }
+  std::string text = out.c_str();
+  text += '\n';
+  const char* data = text.data();
+  std::size_t left = text.size();
+  while (left > 0) {
+    const ssize_t n = ::write(fd, data, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      error = "cannot write " + temp + ": " + std::strerror(errno);
+      ::close(fd);
+      return false;
+    }
+    data += n;
+    left -= std::size_t(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    error = "cannot sync " + temp + ": " + std::strerror(errno);
+    return false;
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    error = "cannot rename " + temp + " to " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  const std::string folder = target.has_parent_path() ? target.parent_path().string() : ".";
+  if (const int dir = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
+  return true;
+}
+
+Positions LoadPositions(const std::string& path, std::string& warning) {
+  Positions positions;
+  if (::access(path.c_str(), F_OK) != 0) return positions;
+  try {
+    const YAML::Node root = YAML::LoadFile(path);
+    for (const auto& item : root["files"]) {
+      FilePosition file;
+      file.source = item["source"].as<std::string>();
+      file.path = item["path"].as<std::string>();
+      file.device = item["device"].as<uint64_t>();
+      file.inode = item["inode"].as<uint64_t>();
+      file.offset = item["offset"].as<uint64_t>();
+      file.fingerprint = item["fingerprint"].as<uint64_t>();
+      file.fingerprint_bytes = item["fingerprint_bytes"].as<uint32_t>();
+      positions.files.push_back(std::move(file));
+    }
+  } catch (const std::exception& e) {
+    warning = "ignoring unreadable positions file " + path + " (" + e.what() +
+              "): files are read as if never seen";
+    return Positions{};
+  }
+  return positions;
+}
+
+}  // namespace fastapi_exporter::access_log

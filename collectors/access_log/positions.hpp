@@ -1,0 +1,31 @@
+// Where each tailed file was read up to, saved so that a restart resumes there: lines
+// written while the daemon was stopped are counted, and none is counted twice.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fastapi_exporter::access_log {
+
+struct FilePosition {
+  std::string source;  // which configured log (service and glob) read it
+  std::string path;    // where the file was last seen
+  uint64_t device = 0;
+  uint64_t inode = 0;
+  uint64_t offset = 0;       // bytes fully handled
+  uint64_t fingerprint = 0;  // hash of the first fingerprint_bytes bytes
+  uint32_t fingerprint_bytes = 0;
+};
+
+struct Positions {
+  std::vector<FilePosition> files;
+};
+
+// Atomically replaces `path` (temp file, fsync, rename, fsync of the folder).
+bool SavePositions(const std::string& path, const Positions& positions, std::string& error);
+
+// A missing file is an empty result; an unreadable or corrupt one too, with `warning` set.
+Positions LoadPositions(const std::string& path, std::string& warning);
+
+}  // namespace fastapi_exporter::access_log

@@ -1,0 +1,231 @@
+#include "collectors/access_log/route_normalizer.hpp"
+
+#include <simdjson.h>
+
+namespace fastapi_exporter::access_log {
+namespace {
+
+using config::RouteSegment;
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool IsUnreserved(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+bool IsDigit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool IsHex(char c) {
+  return HexValue(c) >= 0;
+}
+bool IsAlpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+bool AllOf(std::string_view text, bool (*predicate)(char)) {
+  for (char c : text) {
+    if (!predicate(c)) return false;
+  }
+  return !text.empty();
+}
+
+bool IsUuid(std::string_view s) {
+  if (s.size() != 36) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-' : !IsHex(s[i])) return false;
+  }
+  return true;
+}
+
+bool IsFloat(std::string_view s) {
+  bool digits = false, dot = false;
+  for (char c : s) {
+    if (IsDigit(c)) {
+      digits = true;
+    } else if (c == '.' && !dot) {
+      dot = true;
+    } else {
+      return false;
+    }
+  }
+  return digits;
+}
+
+bool SegmentMatches(const RouteSegment& segment, std::string_view value) {
+  switch (segment.kind) {
+    case RouteSegment::Kind::kLiteral:
+      return value == segment.literal;
+    case RouteSegment::Kind::kRest:
+      return true;
+    case RouteSegment::Kind::kParameter:
+      break;
+  }
+  switch (segment.convertor) {
+    case RouteSegment::Convertor::kInt:
+      return AllOf(value, IsDigit);
+    case RouteSegment::Convertor::kFloat:
+      return IsFloat(value);
+    case RouteSegment::Convertor::kUuid:
+      return IsUuid(value);
+    default:
+      return !value.empty();
+  }
+}
+
+}  // namespace
+
+bool LooksLikeId(std::string_view s) {
+  if (s.empty()) return false;
+  if (AllOf(s, IsDigit) || IsUuid(s)) return true;
+  bool has_digit = false, has_alpha = false, token = true;
+  for (char c : s) {
+    has_digit |= IsDigit(c);
+    has_alpha |= IsAlpha(c);
+    token &= IsDigit(c) || IsAlpha(c) || c == '-' || c == '_' || c == '+' || c == '=' || c == '.' ||
+             c == '~';
+  }
+  // Hashes, object ids: 16+ hex digits with at least one digit ("deadbeef..." words aside).
+  if (s.size() >= 16 && has_digit && AllOf(s, IsHex)) return true;
+  // Tokens and base64 ids: long, mixing letters and digits.
+  return token && s.size() >= 20 && has_digit && has_alpha;
+}
+
+RouteNormalizer::RouteNormalizer(std::vector<config::RouteTemplate> routes,
+                                 const std::vector<std::string>& exclude_paths, int max_paths)
+    : routes_(std::move(routes)), max_other_paths_(std::size_t(max_paths)) {
+  for (const auto& route : routes_) {
+    auto [it, inserted] = ids_.try_emplace(route.text, uint32_t(labels_.size()));
+    if (inserted) labels_.push_back(route.text);
+    route_ids_.push_back(it->second);
+  }
+  overflow_id_ = uint32_t(labels_.size());
+  labels_.emplace_back(kOverflowLabel);
+  ids_.try_emplace(std::string(kOverflowLabel), overflow_id_);
+  for (const auto& path : exclude_paths) excluded_.try_emplace(path, 0);
+  decoded_.reserve(256);
+  collapsed_.reserve(256);
+  segments_.reserve(32);
+}
+
+bool RouteNormalizer::Clean(std::string_view target) {
+  // absolute-form (proxies): "http://host/path" -> "/path"
+  if (target.starts_with("http://") || target.starts_with("https://")) {
+    const std::size_t slash = target.find('/', target.find("//") + 2);
+    target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+  }
+  target = target.substr(0, target.find_first_of("?#"));
+  if (target.empty() || target[0] != '/') return false;
+  decoded_.clear();
+  for (std::size_t i = 0; i < target.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(target[i]);
+    if (c < 0x20 || c == 0x7f) return false;
+    if (c == '%' && i + 2 < target.size() && HexValue(target[i + 1]) >= 0 &&
+        HexValue(target[i + 2]) >= 0) {
+      const unsigned char decoded =
+          static_cast<unsigned char>(HexValue(target[i + 1]) * 16 + HexValue(target[i + 2]));
+      if (IsUnreserved(decoded)) {
+        decoded_.push_back(char(decoded));
+      } else {
+        // Keep it encoded, in one spelling: "%2f" and "%2F" are one label.
+        constexpr char kHex[] = "0123456789ABCDEF";
+        decoded_.push_back('%');
+        decoded_.push_back(kHex[decoded >> 4]);
+        decoded_.push_back(kHex[decoded & 0xf]);
+      }
+      i += 2;
+      continue;
+    }
+    decoded_.push_back(char(c));
+  }
+  // Label values must be valid UTF-8.
+  if (!simdjson::validate_utf8(decoded_.data(), decoded_.size())) return false;
+  segments_.clear();
+  std::string_view rest = std::string_view(decoded_).substr(1);
+  for (;;) {
+    const std::size_t slash = rest.find('/');
+    segments_.push_back(rest.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    rest.remove_prefix(slash + 1);
+  }
+  return true;
+}
+
+int RouteNormalizer::MatchRoute() const {
+  for (std::size_t r = 0; r < routes_.size(); ++r) {
+    const auto& segments = routes_[r].segments;
+    const bool has_rest = !segments.empty() && segments.back().kind == RouteSegment::Kind::kRest;
+    if (has_rest ? segments_.size() < segments.size() : segments_.size() != segments.size()) {
+      continue;
+    }
+    bool match = true;
+    for (std::size_t i = 0; match && i < segments.size(); ++i) {
+      if (segments[i].kind == RouteSegment::Kind::kRest) break;
+      match = SegmentMatches(segments[i], segments_[i]);
+    }
+    if (match) return int(r);
+  }
+  return -1;
+}
+
+void RouteNormalizer::CollapseIds() {
+  collapsed_.clear();
+  for (std::string_view segment : segments_) {
+    collapsed_.push_back('/');
+    if (LooksLikeId(segment)) {
+      collapsed_.append("{id}");
+    } else {
+      collapsed_.append(segment);
+    }
+  }
+}
+
+uint32_t RouteNormalizer::Intern(std::string_view label) {
+  if (const auto it = ids_.find(label); it != ids_.end()) return it->second;
+  const uint32_t id = uint32_t(labels_.size());
+  ids_.emplace(std::string(label), id);
+  labels_.emplace_back(label);
+  ++other_paths_;
+  return id;
+}
+
+RouteNormalizer::Result RouteNormalizer::Normalize(std::string_view target) {
+  Result result;
+  if (!Clean(target)) return result;
+  if (excluded_.contains(std::string_view(decoded_))) {
+    result.outcome = Outcome::kExcluded;
+    return result;
+  }
+  const int route = MatchRoute();
+  result.outcome = Outcome::kPath;
+  if (route >= 0) {
+    result.path_id = route_ids_[std::size_t(route)];
+    if (excluded_.contains(std::string_view(routes_[std::size_t(route)].text))) {
+      result.outcome = Outcome::kExcluded;
+    }
+    return result;
+  }
+  CollapseIds();
+  if (excluded_.contains(std::string_view(collapsed_))) {
+    result.outcome = Outcome::kExcluded;
+    return result;
+  }
+  if (const auto it = ids_.find(std::string_view(collapsed_)); it != ids_.end()) {
+    result.path_id = it->second;
+  } else if (other_paths_ >= max_other_paths_) {
+    result.path_id = overflow_id_;
+    result.overflowed = true;
+  } else {
+    result.path_id = Intern(collapsed_);
+  }
+  return result;
+}
+
+}  // namespace fastapi_exporter::access_log

@@ -1,0 +1,71 @@
+// Turns a request target into the `path` label: the route template, never a raw id.
+//
+// The query string and fragment are dropped, percent-encoding of unreserved characters is
+// decoded (others stay encoded, so "/a%2Fb" is not "/a/b"), the configured routes are tried in
+// order, and otherwise segments that look like ids (numbers, UUIDs, long hex or token strings)
+// become "{id}". Distinct values other than the configured routes are capped at max_paths;
+// past it every new value is "__other__", so a stream of random paths adds no series.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "config/route_template.hpp"
+
+namespace fastapi_exporter::access_log {
+
+class RouteNormalizer {
+ public:
+  RouteNormalizer(std::vector<config::RouteTemplate> routes,
+                  const std::vector<std::string>& exclude_paths, int max_paths);
+
+  enum class Outcome { kPath, kExcluded, kInvalid };
+  struct Result {
+    Outcome outcome = Outcome::kInvalid;
+    uint32_t path_id = 0;     // stable per label value; indexes PathLabel
+    bool overflowed = false;  // a new value past max_paths went to "__other__"
+  };
+
+  // Does not allocate once the path's label has been seen before.
+  Result Normalize(std::string_view target);
+
+  const std::string& PathLabel(uint32_t path_id) const { return labels_[path_id]; }
+  std::size_t distinct_paths() const { return labels_.size(); }
+
+  static constexpr std::string_view kOverflowLabel = "__other__";
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view text) const {
+      return std::hash<std::string_view>{}(text);
+    }
+  };
+  using LabelIds = std::unordered_map<std::string, uint32_t, Hash, std::equal_to<>>;
+
+  bool Clean(std::string_view target);  // into decoded_, false if invalid
+  int MatchRoute() const;               // index into routes_, or -1
+  void CollapseIds();                   // decoded_ -> collapsed_
+  uint32_t Intern(std::string_view label);
+
+  std::vector<config::RouteTemplate> routes_;
+  std::vector<uint32_t> route_ids_;
+  LabelIds excluded_;
+  LabelIds ids_;
+  std::vector<std::string> labels_;
+  std::size_t max_other_paths_;
+  std::size_t other_paths_ = 0;
+  uint32_t overflow_id_;
+
+  std::string decoded_;    // scratch: the path, query dropped, unreserved bytes decoded
+  std::string collapsed_;  // scratch: decoded_ with id-like segments as {id}
+  std::vector<std::string_view> segments_;  // scratch: segments of decoded_
+};
+
+// Whether a path segment looks like an id rather than a fixed word of the API.
+bool LooksLikeId(std::string_view segment);
+
+}  // namespace fastapi_exporter::access_log

@@ -1,0 +1,378 @@
+#include "collectors/access_log/tailer.hpp"
+
+#include <fcntl.h>
+#include <glob.h>
+#include <poll.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace fastapi_exporter::access_log {
+namespace {
+
+constexpr uint32_t kFingerprintBytes = 1024;
+
+using Clock = std::chrono::steady_clock;
+
+struct Identity {
+  uint64_t device = 0;
+  uint64_t inode = 0;
+  bool operator==(const Identity&) const = default;
+  auto operator<=>(const Identity&) const = default;
+};
+
+Identity IdentityOf(const struct stat& st) {
+  return {uint64_t(st.st_dev), uint64_t(st.st_ino)};
+}
+
+std::vector<std::string> Glob(const std::string& pattern) {
+  std::vector<std::string> paths;
+  glob_t result{};
+  if (::glob(pattern.c_str(), GLOB_NOSORT, nullptr, &result) == 0) {
+    for (std::size_t i = 0; i < result.gl_pathc; ++i) paths.emplace_back(result.gl_pathv[i]);
+  }
+  ::globfree(&result);
+  return paths;
+}
+
+}  // namespace
+
+uint64_t FingerprintFile(int fd, uint32_t& bytes) {
+  char head[kFingerprintBytes];
+  const ssize_t n = ::pread(fd, head, std::min<std::size_t>(bytes, sizeof head), 0);
+  bytes = n > 0 ? uint32_t(n) : 0;
+  uint64_t hash = 14695981039346656037ull;
+  for (uint32_t i = 0; i < bytes; ++i) {
+    hash ^= static_cast<unsigned char>(head[i]);
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+
+struct Tailer::File {
+  std::string path;
+  int fd = -1;
+  Identity identity;
+  uint64_t read_offset = 0;  // bytes read from the file
+  uint64_t committed = 0;    // offset after the last line fully handed over
+  std::string partial;       // the incomplete last line
+  bool skipping = false;     // inside a line longer than the limit
+  uint64_t fingerprint = 0;
+  uint32_t fingerprint_bytes = 0;
+  bool rotated = false;  // its path names another file now: drain it, then close
+  Clock::time_point last_data = Clock::now();
+  std::unique_ptr<LineSink> sink;
+
+  ~File() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+struct Tailer::Source {
+  TailSource config;
+  std::vector<std::unique_ptr<File>> files;
+  std::map<Identity, FilePosition> restored;  // saved positions, until their file is opened
+  std::set<std::string> known_paths;          // paths read by an earlier run
+  std::set<std::string> open_errors;          // paths whose open failed (reported once)
+};
+
+Tailer::Tailer(std::vector<TailSource> sources, TailerOptions options)
+    : options_(options), buffer_(options.read_chunk_bytes) {
+  for (auto& config : sources) {
+    auto source = std::make_unique<Source>();
+    source->config = std::move(config);
+    sources_.push_back(std::move(source));
+  }
+  if (options_.use_inotify) {
+    inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  }
+}
+
+Tailer::~Tailer() {
+  if (inotify_fd_ >= 0) ::close(inotify_fd_);
+}
+
+void Tailer::Restore(const Positions& positions) {
+  for (auto& source : sources_) {
+    for (const auto& position : positions.files) {
+      if (position.source != source->config.id) continue;
+      source->restored[{position.device, position.inode}] = position;
+      source->known_paths.insert(position.path);
+    }
+  }
+}
+
+Positions Tailer::Snapshot() {
+  Positions positions;
+  for (auto& source : sources_) {
+    for (auto& file : source->files) {
+      // A file that was empty (or short) when opened gets its full fingerprint later.
+      if (file->fingerprint_bytes < kFingerprintBytes &&
+          file->read_offset > file->fingerprint_bytes) {
+        file->fingerprint_bytes = kFingerprintBytes;
+        file->fingerprint = FingerprintFile(file->fd, file->fingerprint_bytes);
+      }
+      positions.files.push_back({source->config.id, file->path, file->identity.device,
+                                 file->identity.inode, file->committed, file->fingerprint,
+                                 file->fingerprint_bytes});
+    }
+    // Saved positions of files not opened (yet) in this run are kept.
+    for (const auto& [identity, position] : source->restored) positions.files.push_back(position);
+  }
+  return positions;
+}
+
+void Tailer::WatchFolder(const std::string& folder) {
+  if (inotify_fd_ < 0 || watches_.contains(folder)) return;
+  const int watch =
+      ::inotify_add_watch(inotify_fd_, folder.c_str(),
+                          IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
+                              IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF);
+  if (watch >= 0) watches_[folder] = watch;
+}
+
+void Tailer::OpenFile(Source& source, const std::string& path, const struct stat& st,
+                      bool first_scan) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (source.open_errors.insert(path).second && source.config.observer) {
+      source.config.observer->OnOpenError(path, std::strerror(errno));
+    }
+    return;
+  }
+  source.open_errors.erase(path);
+  auto file = std::make_unique<File>();
+  file->path = path;
+  file->fd = fd;
+  file->identity = IdentityOf(st);
+  file->fingerprint_bytes = kFingerprintBytes;
+  file->fingerprint = FingerprintFile(fd, file->fingerprint_bytes);
+  file->sink = source.config.make_sink();
+
+  uint64_t start = 0;
+  const auto restored = source.restored.find(file->identity);
+  if (options_.from_beginning) {
+    start = 0;
+  } else if (restored != source.restored.end()) {
+    // Resume where the last run stopped, if this is still the same file.
+    uint32_t bytes = restored->second.fingerprint_bytes;
+    const uint64_t fingerprint = FingerprintFile(fd, bytes);
+    const bool same =
+        bytes == restored->second.fingerprint_bytes && fingerprint == restored->second.fingerprint;
+    if (same && restored->second.offset <= uint64_t(st.st_size)) start = restored->second.offset;
+    source.restored.erase(restored);
+  } else if (first_scan && !source.known_paths.contains(path) &&
+             source.config.start_at == config::StartAt::kEnd) {
+    start = uint64_t(st.st_size);
+    // Starting mid-line would count half a line: skip to the next newline.
+    char last = '\n';
+    if (start > 0 && ::pread(fd, &last, 1, off_t(start - 1)) == 1 && last != '\n') {
+      file->skipping = true;
+    }
+  }
+  file->read_offset = start;
+  file->committed = start;
+  WatchFolder(std::filesystem::path(path).parent_path().string());
+  std::error_code ec;
+  const auto target = std::filesystem::canonical(path, ec);
+  if (!ec) WatchFolder(target.parent_path().string());
+  source.files.push_back(std::move(file));
+}
+
+void Tailer::RecoverRotatedAway(Source& source) {
+  // Files of the last run that were renamed while the daemon was stopped (access.log ->
+  // access.log.1) no longer match the glob; find them by inode next to where they were, and
+  // read what was written to them after the saved offset.
+  std::vector<FilePosition> pending;
+  for (const auto& [identity, position] : source.restored) pending.push_back(position);
+  for (const auto& position : pending) {
+    const std::filesystem::path folder = std::filesystem::path(position.path).parent_path();
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(folder, ec), end; !ec && it != end;
+         it.increment(ec)) {
+      struct stat st;
+      if (::stat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      if (IdentityOf(st) != Identity{position.device, position.inode}) continue;
+      OpenFile(source, it->path().string(), st, true);
+      if (!source.files.empty() && source.files.back()->identity == IdentityOf(st)) {
+        source.files.back()->rotated = true;
+      }
+      break;
+    }
+  }
+}
+
+void Tailer::Rescan(Source& source) {
+  const bool first_scan = !first_scan_done_;
+  std::set<std::string> seen_paths;
+  for (const std::string& path : Glob(source.config.glob)) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    seen_paths.insert(path);
+    const Identity identity = IdentityOf(st);
+    bool already_open = false;
+    for (auto& file : source.files) {
+      if (file->identity == identity) {
+        already_open = true;
+        if (file->path != path && !file->rotated) file->path = path;  // renamed within the glob
+      } else if (file->path == path && !file->rotated) {
+        // The path names another file now: rename-and-create rotation or a re-pointed link.
+        file->rotated = true;
+        if (source.config.observer) source.config.observer->OnRotation(path);
+      }
+    }
+    if (!already_open) OpenFile(source, path, st, first_scan);
+  }
+  // Open files whose path is gone (renamed out of the glob, deleted) are drained.
+  for (auto& file : source.files) {
+    if (!file->rotated && !seen_paths.contains(file->path)) {
+      file->rotated = true;
+      if (source.config.observer) source.config.observer->OnRotation(file->path);
+    }
+  }
+  if (first_scan) {
+    RecoverRotatedAway(source);
+    source.restored.clear();  // files of the last run that are gone for good
+  }
+  WatchFolder(std::filesystem::path(source.config.glob).parent_path().string());
+}
+
+uint64_t Tailer::Poll(bool rescan) {
+  if (rescan || inotify_fd_ < 0) {
+    for (auto& source : sources_) Rescan(*source);
+    first_scan_done_ = true;
+  }
+  uint64_t total = 0;
+  const auto now = Clock::now();
+  for (auto& source : sources_) {
+    uint64_t unread = 0;
+    for (auto& file : source->files) {
+      total += ReadFile(*source, *file);
+      struct stat st;
+      if (::fstat(file->fd, &st) == 0 && uint64_t(st.st_size) > file->read_offset) {
+        unread += uint64_t(st.st_size) - file->read_offset;
+      }
+    }
+    // Rotated files that have been quiet for rotate_wait are done.
+    std::erase_if(source->files, [&](const std::unique_ptr<File>& file) {
+      return file->rotated && now - file->last_data >= options_.rotate_wait;
+    });
+    if (source->config.observer) source->config.observer->OnState(source->files.size(), unread);
+  }
+  return total;
+}
+
+uint64_t Tailer::ReadFile(Source& source, File& file) {
+  struct stat st;
+  if (::fstat(file.fd, &st) != 0) return 0;
+  if (uint64_t(st.st_size) < file.read_offset) {
+    // copytruncate, or any truncation: the file starts over.
+    if (source.config.observer) source.config.observer->OnTruncation(file.path);
+    file.read_offset = 0;
+    file.committed = 0;
+    file.partial.clear();
+    file.skipping = false;
+    file.sink = source.config.make_sink();
+    file.fingerprint_bytes = 0;
+  }
+  uint64_t total = 0;
+  for (;;) {
+    const ssize_t n = ::pread(file.fd, buffer_.data(), buffer_.size(), off_t(file.read_offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    const uint64_t start = file.read_offset;
+    file.read_offset += uint64_t(n);
+    total += uint64_t(n);
+    Deliver(file, buffer_.data(), std::size_t(n), start);
+    if (std::size_t(n) < buffer_.size()) break;
+  }
+  if (total > 0) {
+    file.last_data = Clock::now();
+    if (source.config.observer) source.config.observer->OnBytesRead(total);
+  }
+  return total;
+}
+
+void Tailer::DeliverLine(File& file, std::string_view line, uint64_t end_offset) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.size() > options_.max_line_bytes) {
+    file.sink->OnLineTooLong();
+  } else {
+    file.sink->OnLine(line);
+  }
+  if (!file.sink->HoldsPartial()) file.committed = end_offset;
+}
+
+void Tailer::Deliver(File& file, const char* data, std::size_t size, uint64_t start_offset) {
+  std::size_t pos = 0;
+  while (pos < size) {
+    const char* newline = static_cast<const char*>(std::memchr(data + pos, '\n', size - pos));
+    if (!newline) {
+      // An incomplete line: keep it (bounded) until its newline arrives.
+      if (!file.skipping) {
+        if (file.partial.size() + (size - pos) > options_.max_line_bytes) {
+          file.partial.clear();
+          file.skipping = true;
+          file.sink->OnLineTooLong();
+        } else {
+          file.partial.append(data + pos, size - pos);
+        }
+      }
+      return;
+    }
+    const std::size_t end = std::size_t(newline - data);
+    const uint64_t end_offset = start_offset + end + 1;
+    if (file.skipping) {
+      file.skipping = false;  // the over-long line ends here; it was already counted
+      if (!file.sink->HoldsPartial()) file.committed = end_offset;
+    } else if (!file.partial.empty()) {
+      file.partial.append(data + pos, end - pos);
+      DeliverLine(file, file.partial, end_offset);
+      file.partial.clear();
+    } else {
+      DeliverLine(file, std::string_view(data + pos, end - pos), end_offset);
+    }
+    pos = end + 1;
+  }
+}
+
+void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
+  Poll(true);
+  if (after_pass) after_pass();
+  auto last_rescan = Clock::now();
+  const int timeout_ms = int(inotify_fd_ >= 0 ? options_.rescan_interval.count()
+                                              : options_.rescan_interval.count() / 4);
+  alignas(inotify_event) char events[16 * 1024];
+  for (;;) {
+    pollfd fds[2] = {{stop_fd, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
+    const int ready = ::poll(fds, inotify_fd_ >= 0 ? 2 : 1, timeout_ms);
+    if (ready < 0 && errno != EINTR) break;
+    if (fds[0].revents & POLLIN) break;
+    bool structural = false;
+    if (inotify_fd_ >= 0 && (fds[1].revents & POLLIN)) {
+      for (;;) {
+        const ssize_t n = ::read(inotify_fd_, events, sizeof events);
+        if (n <= 0) break;
+        for (char* p = events; p < events + n;) {
+          const auto* event = reinterpret_cast<const inotify_event*>(p);
+          if (event->mask & ~(IN_MODIFY | IN_CLOSE_WRITE)) structural = true;
+          if (event->mask & IN_IGNORED) {
+            std::erase_if(watches_, [&](const auto& watch) { return watch.second == event->wd; });
+          }
+          p += sizeof(inotify_event) + event->len;
+        }
+      }
+    }
+    const bool due = Clock::now() - last_rescan >= options_.rescan_interval;
+    Poll(structural || due);
+    if (structural || due) last_rescan = Clock::now();
+    if (after_pass) after_pass();
+  }
+}
+
+}  // namespace fastapi_exporter::access_log

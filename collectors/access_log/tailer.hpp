@@ -1,0 +1,119 @@
+// Follows the files that match each configured glob and hands over complete lines.
+//
+// - inotify on the files' folders wakes it when something changes; a periodic rescan (and a
+//   polling mode where inotify is not available) catches the rest.
+// - rename-and-create rotation: the old file stays open and is read to its end, including
+//   lines written to it after the rename, until it has been quiet for `rotate_wait`.
+// - copytruncate and any truncation: reading restarts at offset 0.
+// - deletion and re-creation, files that appear later (read from their start), symlinks
+//   (the target is followed; a re-pointed link is a rotation).
+// - an incomplete last line waits for its newline; a line longer than the limit is skipped
+//   with bounded memory.
+// Files are identified by device and inode, and a fingerprint of their first bytes guards a
+// saved position against inode reuse.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "collectors/access_log/positions.hpp"
+#include "config/config.hpp"
+
+namespace fastapi_exporter::access_log {
+
+// Receives the lines of one file, in order.
+class LineSink {
+ public:
+  virtual ~LineSink() = default;
+  virtual void OnLine(std::string_view line) = 0;
+  virtual void OnLineTooLong() = 0;
+  // True while the sink holds part of a line (joined container records): the saved position
+  // then stays at the start of that line.
+  virtual bool HoldsPartial() const { return false; }
+};
+
+// What happened to a source's files, for self-metrics and the log.
+class SourceObserver {
+ public:
+  virtual ~SourceObserver() = default;
+  virtual void OnBytesRead(uint64_t bytes) = 0;
+  virtual void OnRotation(const std::string& path) = 0;
+  virtual void OnTruncation(const std::string& path) = 0;
+  // Called once per path while the problem lasts, not on every retry.
+  virtual void OnOpenError(const std::string& path, const std::string& error) = 0;
+  virtual void OnState(uint64_t open_files, uint64_t unread_bytes) = 0;
+};
+
+struct TailSource {
+  std::string id;  // unique and stable across restarts: the key of its saved positions
+  std::string glob;
+  config::StartAt start_at = config::StartAt::kEnd;
+  std::function<std::unique_ptr<LineSink>()> make_sink;  // one per file
+  SourceObserver* observer = nullptr;                    // may be null
+};
+
+struct TailerOptions {
+  std::size_t max_line_bytes = 64 * 1024;
+  std::size_t read_chunk_bytes = 1 << 20;
+  std::chrono::milliseconds rescan_interval{1000};
+  std::chrono::milliseconds rotate_wait{5000};
+  bool use_inotify = true;
+  // Read every file from its start and ignore start_at (one-shot mode).
+  bool from_beginning = false;
+};
+
+class Tailer {
+ public:
+  Tailer(std::vector<TailSource> sources, TailerOptions options);
+  ~Tailer();
+  Tailer(const Tailer&) = delete;
+  Tailer& operator=(const Tailer&) = delete;
+
+  // Positions from an earlier run; call before the first Poll.
+  void Restore(const Positions& positions);
+  // Where every open file is, for saving.
+  Positions Snapshot();
+
+  // Finds new, rotated and truncated files (when `rescan`, or always in polling mode) and
+  // reads everything available. Returns the bytes read.
+  uint64_t Poll(bool rescan = true);
+
+  // Calls Poll whenever inotify reports a change or the rescan interval passes, and
+  // `on_idle` after each pass, until `stop_fd` becomes readable.
+  void Run(int stop_fd, const std::function<void()>& after_pass);
+
+ private:
+  struct File;
+  struct Source;
+
+  void Rescan(Source& source);
+  void OpenFile(Source& source, const std::string& path, const struct stat& st, bool first_scan);
+  uint64_t ReadFile(Source& source, File& file);
+  void Deliver(File& file, const char* data, std::size_t size, uint64_t start_offset);
+  void DeliverLine(File& file, std::string_view line, uint64_t end_offset);
+  void RecoverRotatedAway(Source& source);
+  void WatchFolder(const std::string& folder);
+
+  TailerOptions options_;
+  std::vector<std::unique_ptr<Source>> sources_;
+  std::vector<char> buffer_;
+  int inotify_fd_ = -1;
+  std::map<std::string, int> watches_;
+  bool first_scan_done_ = false;
+};
+
+// FNV-1a of a file's first `bytes` bytes (fewer if it is shorter); `bytes` is updated to
+// what was hashed.
+uint64_t FingerprintFile(int fd, uint32_t& bytes);
+
+}  // namespace fastapi_exporter::access_log

@@ -1,0 +1,29 @@
+// FastAPI/Starlette route templates as written in the config's `routes`:
+// "/api/users/{user_id}", "/items/{item_id:int}", "/files/{file_path:path}".
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fastapi_exporter::config {
+
+struct RouteSegment {
+  enum class Kind { kLiteral, kParameter, kRest };  // kRest: {name:path}, the rest of the path
+  enum class Convertor { kStr, kInt, kFloat, kUuid, kPath };
+  Kind kind = Kind::kLiteral;
+  std::string literal;  // when kLiteral
+  Convertor convertor = Convertor::kStr;
+};
+
+struct RouteTemplate {
+  std::string text;  // as written; the `path` label value of matching requests
+  std::vector<RouteSegment> segments;
+};
+
+// nullopt with `problem` set when the template is not one FastAPI would accept (no leading
+// '/', unbalanced braces, an unknown convertor, a parameter that is not a whole segment,
+// {x:path} before the last segment).
+std::optional<RouteTemplate> ParseRouteTemplate(const std::string& text, std::string* problem);
+
+}  // namespace fastapi_exporter::config
