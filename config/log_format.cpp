@@ -68,6 +68,10 @@ std::optional<CompiledLogFormat> CompileGunicornFormat(const std::string& text,
       return std::nullopt;
     }
     const std::string name = text.substr(atom + 2, close - atom - 2);
+    if (name.empty() || name.find_first_of("() %") != std::string::npos) {
+      if (problem) *problem = "malformed atom '%(" + name + ")s'; atoms look like %(s)s";
+      return std::nullopt;
+    }
     const auto known = kAtoms.find(name);
     // Headers ({name}i, {name}o), environment ({name}e) and the other atoms are ignored.
     AppendField(format, known != kAtoms.end() ? known->second : LogField::kIgnore);
