@@ -267,12 +267,52 @@ uint64_t Tailer::Poll(bool rescan) {
   return total;
 }
 
+// copytruncate copies the file, then truncates it: lines written between our last read and
+// the copy are only in the copy. Find it next to the file (same first bytes, at least as
+// long as what we read) and return an open descriptor, or -1.
+int FindTruncatedCopy(const std::string& path, uint64_t fingerprint, uint32_t fingerprint_bytes,
+                      uint64_t read_offset, uint64_t own_inode) {
+  if (fingerprint_bytes == 0) return -1;
+  std::error_code ec;
+  const std::filesystem::path folder = std::filesystem::path(path).parent_path();
+  for (std::filesystem::directory_iterator it(folder, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    struct stat st;
+    if (::stat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
+        uint64_t(st.st_ino) == own_inode || uint64_t(st.st_size) < read_offset) {
+      continue;
+    }
+    const int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    uint32_t bytes = fingerprint_bytes;
+    if (FingerprintFile(fd, bytes) == fingerprint && bytes == fingerprint_bytes) return fd;
+    ::close(fd);
+  }
+  return -1;
+}
+
 uint64_t Tailer::ReadFile(Source& source, File& file) {
   struct stat st;
   if (::fstat(file.fd, &st) != 0) return 0;
-  if (uint64_t(st.st_size) < file.read_offset) {
-    // copytruncate, or any truncation: the file starts over.
+  bool truncated = uint64_t(st.st_size) < file.read_offset;
+  if (!truncated && file.fingerprint_bytes > 0) {
+    // Truncated and written again up to (or past) where we were: the size alone cannot tell,
+    // the first bytes can.
+    uint32_t bytes = file.fingerprint_bytes;
+    truncated = FingerprintFile(file.fd, bytes) != file.fingerprint;
+  }
+  if (truncated) {
+    // copytruncate, or any truncation: the file starts over. First read what the copy holds
+    // beyond what was read, so no line is lost to the copy.
     if (source.config.observer) source.config.observer->OnTruncation(file.path);
+    int copy = FindTruncatedCopy(file.path, file.fingerprint, file.fingerprint_bytes,
+                                 file.read_offset, file.identity.inode);
+    if (copy >= 0) {
+      std::swap(file.fd, copy);
+      ReadFile(source, file);
+      std::swap(file.fd, copy);
+      ::close(copy);
+    }
     file.read_offset = 0;
     file.committed = 0;
     file.partial.clear();
@@ -292,6 +332,11 @@ uint64_t Tailer::ReadFile(Source& source, File& file) {
     if (std::size_t(n) < buffer_.size()) break;
   }
   if (total > 0) {
+    if (file.fingerprint_bytes < kFingerprintBytes) {
+      // Truncation recovery and saved positions rely on the first bytes' fingerprint.
+      file.fingerprint_bytes = kFingerprintBytes;
+      file.fingerprint = FingerprintFile(file.fd, file.fingerprint_bytes);
+    }
     file.last_data = Clock::now();
     if (source.config.observer) source.config.observer->OnBytesRead(total);
   }

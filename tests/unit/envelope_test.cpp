@@ -10,9 +10,11 @@ using Status = EnvelopeDecoder::Status;
 TEST(DockerEnvelope, UnwrapsAndJoinsPartials) {
   auto decoder = MakeEnvelopeDecoder(config::Envelope::kDocker, 1024);
   std::string_view line;
-  ASSERT_EQ(decoder->Decode(R"({"log":"INFO:     1.2.3.4:5 - \"GET / HTTP/1.1\" 200 OK\n","stream":"stdout","time":"2026-11-27T10:00:00.000000001Z"})",
-                            line),
-            Status::kLine);
+  ASSERT_EQ(
+      decoder->Decode(
+          R"({"log":"INFO:     1.2.3.4:5 - \"GET / HTTP/1.1\" 200 OK\n","stream":"stdout","time":"2026-11-27T10:00:00.000000001Z"})",
+          line),
+      Status::kLine);
   EXPECT_EQ(line, R"(INFO:     1.2.3.4:5 - "GET / HTTP/1.1" 200 OK)");
   // Docker splits lines over 16 KiB: records without a trailing newline are partials.
   EXPECT_EQ(decoder->Decode(R"({"log":"{\"method\":","stream":"stdout","time":"t"})", line),

@@ -94,14 +94,15 @@ TEST(JsonParser, MalformedLinesSayWhy) {
             ParseError::kInvalidStatus);
   EXPECT_EQ(Reject(*parser, R"({"method":"GET","endpoint":"/","status_code":200.5})"),
             ParseError::kInvalidStatus);
-  EXPECT_EQ(Reject(*parser, R"({"method":"GET","endpoint":"/","status_code":200,"duration_ms":-4})"),
-            ParseError::kInvalidDuration);
-  EXPECT_EQ(Reject(*parser,
-                   R"({"method":"GET","endpoint":"/","status_code":200,"duration_ms":1e12})"),
-            ParseError::kInvalidDuration);
-  EXPECT_EQ(Reject(*parser,
-                   R"({"method":"GET","endpoint":"/","status_code":200,"duration_ms":"fast"})"),
-            ParseError::kInvalidDuration);
+  EXPECT_EQ(
+      Reject(*parser, R"({"method":"GET","endpoint":"/","status_code":200,"duration_ms":-4})"),
+      ParseError::kInvalidDuration);
+  EXPECT_EQ(
+      Reject(*parser, R"({"method":"GET","endpoint":"/","status_code":200,"duration_ms":1e12})"),
+      ParseError::kInvalidDuration);
+  EXPECT_EQ(
+      Reject(*parser, R"({"method":"GET","endpoint":"/","status_code":200,"duration_ms":"fast"})"),
+      ParseError::kInvalidDuration);
   EXPECT_EQ(Reject(*parser, std::string("{\"method\":\"GET\",\"endpoint\":\"/\xff\xfe\"}")),
             ParseError::kInvalidJson);  // invalid UTF-8
   EXPECT_EQ(Reject(*parser, std::string("{\"method\":\"GET\"\0,\"x\":1}", 22)),
@@ -135,13 +136,15 @@ TEST(GunicornParser, DefaultFormatHasNoDuration) {
 TEST(GunicornParser, CustomFormatWithEveryDurationAtom) {
   auto micros = Parser(
       R"({path: /l, format: gunicorn, gunicorn: {log_format: '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(D)s'}})");
-  ExpectRequest(*micros,
-                R"(10.0.0.1 - - [27/Nov/2026:10:00:00 +0000] "PUT /a HTTP/1.1" 201 0 "-" "curl/8" 1234)",
-                {"PUT", "/a", 201, 0.001234});
+  ExpectRequest(
+      *micros,
+      R"(10.0.0.1 - - [27/Nov/2026:10:00:00 +0000] "PUT /a HTTP/1.1" 201 0 "-" "curl/8" 1234)",
+      {"PUT", "/a", 201, 0.001234});
   auto split = Parser(
       R"({path: /l, format: gunicorn, gunicorn: {log_format: '%(m)s %(U)s?%(q)s %(s)s %(M)sms %({x-request-id}i)s %(L)s'}})");
   // The most precise duration wins: %(M)s over %(L)s.
-  ExpectRequest(*split, "GET /items/9?x=1 503 12ms abc-123 0.012345", {"GET", "/items/9", 503, 0.012});
+  ExpectRequest(*split, "GET /items/9?x=1 503 12ms abc-123 0.012345",
+                {"GET", "/items/9", 503, 0.012});
   EXPECT_EQ(Reject(*split, "GET /items/9?x=1 503 12ms"), ParseError::kNoMatch);
 }
 
@@ -153,12 +156,15 @@ TEST(NginxParser, CombinedAndRequestTime) {
                 {"GET", "/api/items/3", 200, -1});
   auto timed = Parser(
       R"({path: /l, format: nginx, nginx: {log_format: '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time'}})");
-  ExpectRequest(*timed,
-                R"(10.0.0.0 - - [27/Nov/2026:10:00:00 +0000] "GET /api/users/4507/details HTTP/1.1" )"
-                R"(200 1779 "-" "python-requests/2.31" 0.0402)",
-                {"GET", "/api/users/4507/details", 200, 0.0402});
-  EXPECT_EQ(Reject(*timed, R"(10.0.0.0 - - [27/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "x" abc)"),
-            ParseError::kInvalidDuration);
+  ExpectRequest(
+      *timed,
+      R"(10.0.0.0 - - [27/Nov/2026:10:00:00 +0000] "GET /api/users/4507/details HTTP/1.1" )"
+      R"(200 1779 "-" "python-requests/2.31" 0.0402)",
+      {"GET", "/api/users/4507/details", 200, 0.0402});
+  EXPECT_EQ(
+      Reject(*timed,
+             R"(10.0.0.0 - - [27/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "x" abc)"),
+      ParseError::kInvalidDuration);
   EXPECT_EQ(Reject(*timed, "\x01\x02\x03 binary"), ParseError::kNoMatch);
 }
 

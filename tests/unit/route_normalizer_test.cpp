@@ -54,7 +54,7 @@ TEST(RouteNormalizer, IdsCollapseWithoutRoutes) {
   EXPECT_EQ(normalize("/o/123e4567-e89b-12d3-a456-426614174000"), "/o/{id}");
   EXPECT_EQ(normalize("/blob/5f2b9c0e8d7a6b5c4d3e2f1a"), "/blob/{id}");
   EXPECT_EQ(normalize("/t/eyJhbGciOiJIUzI1NiIsInR5cCI6"), "/t/{id}");
-  EXPECT_EQ(normalize("/api/v2/health"), "/api/v2/health");  // words stay
+  EXPECT_EQ(normalize("/api/v2/health"), "/api/v2/health");                // words stay
   EXPECT_EQ(normalize("/api/deadbeefcafebabe"), "/api/deadbeefcafebabe");  // hex word, no digit
   EXPECT_EQ(normalize("http://example.com/api/users/9?x"), "/api/users/{id}");
 }

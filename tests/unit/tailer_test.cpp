@@ -136,6 +136,18 @@ TEST_F(TailerTest, CopyTruncateRestartsAtZero) {
   EXPECT_EQ(recorded.truncations, 1);
 }
 
+TEST_F(TailerTest, CopyTruncateLosesNothingWrittenBeforeTheCopy) {
+  Append("a.log", "1\n");
+  auto tailer = MakeTailer();
+  tailer->Poll();
+  Append("a.log", "2 written just before the copy\n");
+  fs::copy_file(Path("a.log"), Path("a.log.1"));
+  fs::resize_file(Path("a.log"), 0);
+  Append("a.log", "3\n");
+  tailer->Poll();
+  EXPECT_EQ(recorded.lines, (Lines{"1", "2 written just before the copy", "3"}));
+}
+
 TEST_F(TailerTest, DeletedAndRecreated) {
   Append("a.log", "1\n");
   auto tailer = MakeTailer();

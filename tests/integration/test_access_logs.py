@@ -1,0 +1,199 @@
+"""The real daemon tailing logs that a concurrent writer rotates, truncates and re-creates."""
+
+import os
+import random
+import re
+import shutil
+import signal
+import threading
+import time
+
+from exporter import Exporter, wait_until
+
+
+def json_line(i, path="/api/users/{}", status=200, ms=5):
+    return ('{"timestamp":"2026-11-27T10:00:00.000Z","level":"INFO","service":"api",'
+            f'"endpoint":"{path.format(i)}","method":"GET","status_code":{status},'
+            f'"duration_ms":{ms},"message":"Request completed","seq":{i}}}\n')
+
+
+def config(tmp_path, glob, extra=""):
+    return f"""
+positions_file: {tmp_path}/state/positions.yaml
+services:
+  - name: api
+    access_logs:
+      - path: {glob}
+        format: json
+    routes:
+      - /api/users/{{user_id}}
+{extra}
+"""
+
+
+def requests_total(exporter, service="api"):
+    samples = exporter.scrape()
+    return sum(value for (name, labels), value in samples.items()
+               if name == "fastapi_requests_total" and ("service", service) in labels)
+
+
+def self_metric(exporter, name, **labels):
+    samples = exporter.scrape()
+    return sum(value for (sample, sample_labels), value in samples.items()
+               if sample == name and all(item in sample_labels for item in labels.items()))
+
+
+class Writer:
+    """Appends numbered lines the way a service does (O_APPEND), rotating as told."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.written = 0
+
+    def write(self, count, batch=50):
+        for start in range(0, count, batch):
+            chunk = "".join(json_line(self.written + i)
+                            for i in range(min(batch, count - start)))
+            os.write(self.fd, chunk.encode())
+            self.written += min(batch, count - start)
+
+    def rotate_by_rename(self, suffix):
+        # logrotate's default: rename, then the service reopens its log.
+        os.rename(self.path, f"{self.path}.{suffix}")
+        self.write(50)  # the service still writes to the old file for a moment
+        os.close(self.fd)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def copytruncate(self, suffix):
+        shutil.copyfile(self.path, f"{self.path}.{suffix}")
+        os.truncate(self.path, 0)
+
+    def close(self):
+        os.close(self.fd)
+
+
+def test_rotations_and_copytruncate_lose_and_repeat_nothing(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "access.log"
+    log.write_text(json_line(-1) * 10)  # before the exporter starts: not counted (start_at end)
+    with Exporter(tmp_path, config(tmp_path, f"{logs}/access.log")) as exporter:
+        writer = Writer(str(log))
+        for round_number in range(1, 6):
+            writer.write(10_000)
+            if round_number == 3:
+                writer.copytruncate(round_number)
+            else:
+                writer.rotate_by_rename(round_number)
+        writer.write(100_000 - writer.written)
+        writer.close()
+        assert writer.written == 100_000
+        wait_until(lambda: requests_total(exporter) == writer.written, timeout=30,
+                   what="all lines counted")
+        time.sleep(1.5)  # a rescan later, still exactly the same
+        assert requests_total(exporter) == 100_000
+        assert self_metric(exporter, "fastapi_exporter_log_rotations_total") >= 4
+        assert self_metric(exporter, "fastapi_exporter_log_truncations_total") == 1
+        assert self_metric(exporter, "fastapi_exporter_log_parse_errors_total") == 0
+
+
+def test_sigterm_and_restart_count_every_line_exactly_once(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "access.log"
+    writer = Writer(str(log))
+    stop = threading.Event()
+
+    def keep_writing():
+        while not stop.is_set():
+            writer.write(200)
+            time.sleep(0.002)
+
+    exporter = Exporter(tmp_path, config(tmp_path, f"{logs}/access.log")).start()
+    thread = threading.Thread(target=keep_writing)
+    written_before_start = writer.written
+    thread.start()
+    try:
+        time.sleep(1.0)
+        assert exporter.stop(signal.SIGTERM) == 0
+        first_run = int(re.search(r"service api: (\d+) requests",
+                                  exporter.log_path.read_text()).group(1))
+        assert first_run > 0
+        time.sleep(0.5)  # lines written while the daemon is down
+        writer.rotate_by_rename(1)  # and a rotation while it is down
+        time.sleep(0.3)
+        exporter.start()
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        thread.join()
+    writer.close()
+    expected = writer.written - written_before_start
+    wait_until(lambda: first_run + requests_total(exporter) == expected, timeout=30,
+               what="every line counted once")
+    time.sleep(1.5)
+    assert first_run + requests_total(exporter) == expected
+    exporter.stop()
+
+
+def test_files_created_after_start_are_picked_up(tmp_path):
+    logs = tmp_path / "logs"
+    with Exporter(tmp_path, config(tmp_path, f"{logs}/*.log")) as exporter:
+        assert requests_total(exporter) == 0
+        logs.mkdir()  # not even the folder existed at start
+        (logs / "one.log").write_text(json_line(1) * 7)
+        wait_until(lambda: requests_total(exporter) == 7, what="new file counted")
+        (logs / "two.log").write_text(json_line(2) * 5)
+        wait_until(lambda: requests_total(exporter) == 12, what="second file counted")
+
+
+def test_random_paths_never_exceed_max_paths(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    extra = "    max_paths: 100\n"
+    with Exporter(tmp_path, config(tmp_path, f"{logs}/access.log", extra)) as exporter:
+        alphabet = "abcdefghijklmnopqrstuvwxyz"
+        rng = random.Random(1)
+        with open(logs / "access.log", "a") as f:
+            for i in range(100_000):
+                word = "".join(rng.choice(alphabet) for _ in range(10))
+                f.write(json_line(i, path="/" + word + "/x"))
+        wait_until(lambda: requests_total(exporter) == 100_000, timeout=30,
+                   what="all random paths counted")
+        samples = exporter.scrape()
+        paths = {dict(labels)["path"] for (name, labels) in samples
+                 if name == "fastapi_requests_total"}
+        assert len(paths) == 100 + 1  # the cap, plus __other__
+        assert "__other__" in paths
+        overflow = samples[("fastapi_exporter_paths_overflow_total",
+                            frozenset({("service", "api")}))]
+        assert overflow == 100_000 - 100
+
+
+def test_malformed_lines_are_counted_by_reason_and_skipped(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with Exporter(tmp_path, config(tmp_path, f"{logs}/access.log")) as exporter:
+        with open(logs / "access.log", "ab") as f:
+            f.write(json_line(1).encode())
+            f.write(b'{"truncated": \n')
+            f.write(b'{"method":"GET","endpoint":"/x","status_code":"abc"}\n')
+            f.write(b'{"method":"GET","endpoint":"/x","status_code":200,"duration_ms":-1}\n')
+            f.write(b'{"method":"GET","status_code":200}\n')
+            f.write(b"\x00\x01\x02\xff binary\n")
+            f.write(b"x" * (200 * 1024) + b"\n")  # over the 64 KiB line limit
+            f.write(json_line(2).encode())
+        wait_until(lambda: requests_total(exporter) == 2, what="good lines counted")
+        wait_until(lambda: self_metric(exporter, "fastapi_exporter_log_lines_total") == 8,
+                   what="every line read")
+
+        def errors(reason):
+            return self_metric(exporter, "fastapi_exporter_log_parse_errors_total", reason=reason)
+        assert errors("invalid_json") == 2
+        assert errors("invalid_status") == 1
+        assert errors("invalid_duration") == 1
+        assert errors("missing_field") == 1
+        assert errors("line_too_long") == 1
+    log = exporter.log_path.read_text()
+    assert log.count("skipping a line (invalid_json)") == 1  # logged once, then only counted
