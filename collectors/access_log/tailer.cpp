@@ -153,6 +153,8 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
   file->fingerprint_bytes = kFingerprintBytes;
   file->fingerprint = FingerprintFile(fd, file->fingerprint_bytes);
   file->sink = source.config.make_sink();
+  // A line split across two reads is assembled here; typical lines then never allocate.
+  file->partial.reserve(std::min<std::size_t>(options_.max_line_bytes, 4096));
 
   uint64_t start = 0;
   const auto restored = source.restored.find(file->identity);
