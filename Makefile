@@ -22,7 +22,7 @@ run: build
 	exec $(BUILD)/daemon/fastapi-exporter --config.file=$(CONFIG)
 
 build-asan: deps-test
-	cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFASTAPI_EXPORTER_SANITIZE=ON
+	cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTAPI_EXPORTER_SANITIZE=ON
 	cmake --build $(BUILD_ASAN)
 
 # Every test: unit and integration, on the normal build and again under ASan + UBSan.

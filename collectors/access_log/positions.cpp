@@ -1,6 +1,7 @@
 #include "collectors/access_log/positions.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -69,7 +70,9 @@ bool SavePositions(const std::string& path, const Positions& positions, std::str
 
 Positions LoadPositions(const std::string& path, std::string& warning) {
   Positions positions;
-  if (::access(path.c_str(), F_OK) != 0) return positions;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return positions;
+  positions.saved_at_unix = int64_t(st.st_mtime);
   try {
     const YAML::Node root = YAML::LoadFile(path);
     for (const auto& item : root["files"]) {

@@ -20,6 +20,7 @@ struct FilePosition {
 
 struct Positions {
   std::vector<FilePosition> files;
+  int64_t saved_at_unix = 0;  // when they were saved (the file's mtime), 0 if unknown
 };
 
 // Atomically replaces `path` (temp file, fsync, rename, fsync of the folder).

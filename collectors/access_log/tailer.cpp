@@ -12,6 +12,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include <spdlog/spdlog.h>
+
 namespace fastapi_exporter::access_log {
 namespace {
 
@@ -79,10 +81,17 @@ struct Tailer::Source {
   std::map<Identity, FilePosition> restored;  // saved positions, until their file is opened
   std::set<std::string> known_paths;          // paths read by an earlier run
   std::set<std::string> open_errors;          // paths whose open failed (reported once)
+  // Rotated siblings (access.log.1, access.log-20261127) by identity: those that were there
+  // before we started (never read), and those we read to their end and closed.
+  std::set<Identity> preexisting;
+  std::set<Identity> finished;
+  int64_t positions_saved_at = 0;  // unix time of the positions we resumed from
 };
 
 Tailer::Tailer(std::vector<TailSource> sources, TailerOptions options)
     : options_(options), buffer_(options.read_chunk_bytes) {
+  // The clock file timestamps come from: the precise one runs ahead of it by up to a tick.
+  ::clock_gettime(CLOCK_REALTIME_COARSE, &started_at_);
   for (auto& config : sources) {
     auto source = std::make_unique<Source>();
     source->config = std::move(config);
@@ -99,6 +108,7 @@ Tailer::~Tailer() {
 
 void Tailer::Restore(const Positions& positions) {
   for (auto& source : sources_) {
+    source->positions_saved_at = positions.saved_at_unix;
     for (const auto& position : positions.files) {
       if (position.source != source->config.id) continue;
       source->restored[{position.device, position.inode}] = position;
@@ -179,6 +189,7 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
   }
   file->read_offset = start;
   file->committed = start;
+  spdlog::debug("tailing {} (inode {}) from offset {}", path, file->identity.inode, start);
   WatchFolder(std::filesystem::path(path).parent_path().string());
   std::error_code ec;
   const auto target = std::filesystem::canonical(path, ec);
@@ -241,10 +252,106 @@ void Tailer::Rescan(Source& source) {
     RecoverRotatedAway(source);
     source.restored.clear();  // files of the last run that are gone for good
   }
+  ScanRotatedSiblings(source, seen_paths, first_scan);
   WatchFolder(std::filesystem::path(source.config.glob).parent_path().string());
 }
 
+namespace {
+
+bool IsCompressed(std::string_view name) {
+  for (std::string_view suffix : {".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4", ".Z"}) {
+    if (name.ends_with(suffix)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool Tailer::IsCopyOfOpenFile(const Source& source, const std::string& path) const {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool copy = false;
+  for (const auto& file : source.files) {
+    if (file->fingerprint_bytes == 0) continue;
+    uint32_t bytes = file->fingerprint_bytes;
+    if (FingerprintFile(fd, bytes) == file->fingerprint && bytes == file->fingerprint_bytes) {
+      copy = true;
+      break;
+    }
+  }
+  ::close(fd);
+  return copy;
+}
+
+void Tailer::ScanRotatedSiblings(Source& source, const std::set<std::string>& live_paths,
+                                 bool first_scan) {
+  // Several rotations between two rescans (a burst of traffic, a slow machine) would hide
+  // the files in between: created and renamed to access.log.N before we ever saw them. Any
+  // rotated sibling of a live file that appeared after we started was written after we
+  // started: read it from its start.
+  std::map<std::string, std::vector<std::string>> prefixes_by_folder;
+  for (const std::string& path : live_paths) {
+    const std::filesystem::path p(path);
+    auto& prefixes = prefixes_by_folder[p.parent_path().string()];
+    prefixes.push_back(p.filename().string() + ".");
+    prefixes.push_back(p.filename().string() + "-");
+  }
+  std::set<Identity> present;
+  for (const auto& [folder, prefixes] : prefixes_by_folder) {
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(folder, ec), end; !ec && it != end;
+         it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (IsCompressed(name) || live_paths.contains(it->path().string())) continue;
+      if (std::none_of(prefixes.begin(), prefixes.end(),
+                       [&](const std::string& prefix) { return name.starts_with(prefix); })) {
+        continue;
+      }
+      struct stat st;
+      if (::stat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      const Identity identity = IdentityOf(st);
+      present.insert(identity);
+      if (source.finished.contains(identity) || source.preexisting.contains(identity)) continue;
+      if (std::any_of(source.files.begin(), source.files.end(),
+                      [&](const auto& file) { return file->identity == identity; })) {
+        continue;
+      }
+      // Rotated files last written before we started are old (unless written after the
+      // positions we resume from were saved: rotated while the daemon was stopped).
+      const bool written_since_saved =
+          source.positions_saved_at > 0 && int64_t(st.st_mtime) >= source.positions_saved_at;
+      const bool written_before_start =
+          first_scan || st.st_mtim.tv_sec < started_at_.tv_sec ||
+          (st.st_mtim.tv_sec == started_at_.tv_sec && st.st_mtim.tv_nsec < started_at_.tv_nsec);
+      if (written_before_start && !written_since_saved) {
+        source.preexisting.insert(identity);
+        continue;
+      }
+      if (IsCopyOfOpenFile(source, it->path().string())) {
+        spdlog::debug("{} is a copy of a file being read; not read again", it->path().string());
+        // copytruncate's copy of what we read (or are reading): its tail, if any, is read
+        // when the truncation is noticed; the rest was counted already.
+        source.finished.insert(identity);
+        continue;
+      }
+      OpenFile(source, it->path().string(), st, false);
+      if (!source.files.empty() && source.files.back()->identity == identity) {
+        source.files.back()->rotated = true;
+      }
+    }
+  }
+  // Forget files that are gone, so these sets stay small. Only now and then, and only after a
+  // scan that saw siblings: while the live file is briefly missing (between a rename and the
+  // new file), nothing is scanned and everything would look gone.
+  constexpr std::size_t kPruneAbove = 1024;
+  if (!present.empty() && source.finished.size() + source.preexisting.size() > kPruneAbove) {
+    std::erase_if(source.finished, [&](const Identity& id) { return !present.contains(id); });
+    std::erase_if(source.preexisting, [&](const Identity& id) { return !present.contains(id); });
+  }
+}
+
 uint64_t Tailer::Poll(bool rescan) {
+  backlog_ = false;
   if (rescan || inotify_fd_ < 0) {
     for (auto& source : sources_) Rescan(*source);
     first_scan_done_ = true;
@@ -262,7 +369,9 @@ uint64_t Tailer::Poll(bool rescan) {
     }
     // Rotated files that have been quiet for rotate_wait are done.
     std::erase_if(source->files, [&](const std::unique_ptr<File>& file) {
-      return file->rotated && now - file->last_data >= options_.rotate_wait;
+      const bool done = file->rotated && now - file->last_data >= options_.rotate_wait;
+      if (done) source->finished.insert(file->identity);
+      return done;
     });
     if (source->config.observer) source->config.observer->OnState(source->files.size(), unread);
   }
@@ -273,7 +382,7 @@ uint64_t Tailer::Poll(bool rescan) {
 // the copy are only in the copy. Find it next to the file (same first bytes, at least as
 // long as what we read) and return an open descriptor, or -1.
 int FindTruncatedCopy(const std::string& path, uint64_t fingerprint, uint32_t fingerprint_bytes,
-                      uint64_t read_offset, uint64_t own_inode) {
+                      uint64_t read_offset, uint64_t own_inode, Identity& copy_identity) {
   if (fingerprint_bytes == 0) return -1;
   std::error_code ec;
   const std::filesystem::path folder = std::filesystem::path(path).parent_path();
@@ -287,7 +396,10 @@ int FindTruncatedCopy(const std::string& path, uint64_t fingerprint, uint32_t fi
     const int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) continue;
     uint32_t bytes = fingerprint_bytes;
-    if (FingerprintFile(fd, bytes) == fingerprint && bytes == fingerprint_bytes) return fd;
+    if (FingerprintFile(fd, bytes) == fingerprint && bytes == fingerprint_bytes) {
+      copy_identity = IdentityOf(st);
+      return fd;
+    }
     ::close(fd);
   }
   return -1;
@@ -307,9 +419,14 @@ uint64_t Tailer::ReadFile(Source& source, File& file) {
     // copytruncate, or any truncation: the file starts over. First read what the copy holds
     // beyond what was read, so no line is lost to the copy.
     if (source.config.observer) source.config.observer->OnTruncation(file.path);
+    Identity copy_identity;
     int copy = FindTruncatedCopy(file.path, file.fingerprint, file.fingerprint_bytes,
-                                 file.read_offset, file.identity.inode);
+                                 file.read_offset, file.identity.inode, copy_identity);
+    spdlog::debug("{} (inode {}) truncated at offset {}; copy found: {}", file.path,
+                  file.identity.inode, file.read_offset, copy >= 0 ? copy_identity.inode : 0);
     if (copy >= 0) {
+      // Read here and only here: the sibling scan must not take the copy for a new file.
+      source.finished.insert(copy_identity);
       std::swap(file.fd, copy);
       ReadFile(source, file);
       std::swap(file.fd, copy);
@@ -324,6 +441,12 @@ uint64_t Tailer::ReadFile(Source& source, File& file) {
   }
   uint64_t total = 0;
   for (;;) {
+    if (total >= options_.max_bytes_per_poll) {
+      // A writer faster than us must not keep us here: other files, stopping and saving
+      // positions get their turn, and Run comes straight back.
+      backlog_ = true;
+      break;
+    }
     const ssize_t n = ::pread(file.fd, buffer_.data(), buffer_.size(), off_t(file.read_offset));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
@@ -397,7 +520,7 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
   alignas(inotify_event) char events[16 * 1024];
   for (;;) {
     pollfd fds[2] = {{stop_fd, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
-    const int ready = ::poll(fds, inotify_fd_ >= 0 ? 2 : 1, timeout_ms);
+    const int ready = ::poll(fds, inotify_fd_ >= 0 ? 2 : 1, backlog_ ? 0 : timeout_ms);
     if (ready < 0 && errno != EINTR) break;
     if (fds[0].revents & POLLIN) break;
     bool structural = false;

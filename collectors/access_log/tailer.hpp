@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <functional>
 #include <map>
 #include <memory>
@@ -67,6 +68,8 @@ struct TailerOptions {
   std::size_t read_chunk_bytes = 1 << 20;
   std::chrono::milliseconds rescan_interval{1000};
   std::chrono::milliseconds rotate_wait{5000};
+  // Read at most this much of one file per pass, then let the others (and a stop) have a turn.
+  uint64_t max_bytes_per_poll = 4 << 20;
   bool use_inotify = true;
   // Read every file from its start and ignore start_at (one-shot mode).
   bool from_beginning = false;
@@ -85,7 +88,7 @@ class Tailer {
   Positions Snapshot();
 
   // Finds new, rotated and truncated files (when `rescan`, or always in polling mode) and
-  // reads everything available. Returns the bytes read.
+  // reads what is available, up to max_bytes_per_poll per file. Returns the bytes read.
   uint64_t Poll(bool rescan = true);
 
   // Calls Poll whenever inotify reports a change or the rescan interval passes, and
@@ -102,6 +105,9 @@ class Tailer {
   void Deliver(File& file, const char* data, std::size_t size, uint64_t start_offset);
   void DeliverLine(File& file, std::string_view line, uint64_t end_offset);
   void RecoverRotatedAway(Source& source);
+  void ScanRotatedSiblings(Source& source, const std::set<std::string>& live_paths,
+                           bool first_scan);
+  bool IsCopyOfOpenFile(const Source& source, const std::string& path) const;
   void WatchFolder(const std::string& folder);
 
   TailerOptions options_;
@@ -110,6 +116,8 @@ class Tailer {
   int inotify_fd_ = -1;
   std::map<std::string, int> watches_;
   bool first_scan_done_ = false;
+  bool backlog_ = false;   // the last pass stopped at max_bytes_per_poll somewhere
+  timespec started_at_{};  // rotated files last written before this are old
 };
 
 // FNV-1a of a file's first `bytes` bytes (fewer if it is shorter); `bytes` is updated to

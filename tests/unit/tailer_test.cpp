@@ -148,6 +148,37 @@ TEST_F(TailerTest, CopyTruncateLosesNothingWrittenBeforeTheCopy) {
   EXPECT_EQ(recorded.lines, (Lines{"1", "2 written just before the copy", "3"}));
 }
 
+TEST_F(TailerTest, SeveralRotationsBetweenTwoPollsLoseNothing) {
+  Append("a.log", "1\n");
+  auto tailer = MakeTailer();
+  tailer->Poll();
+  // Three renames before the tailer looks again: a.log.2 was created and rotated unseen.
+  Append("a.log", "2\n");
+  fs::rename(Path("a.log"), Path("a.log.1"));
+  Append("a.log", "3\n");
+  fs::rename(Path("a.log.1"), Path("a.log.2"));
+  fs::rename(Path("a.log"), Path("a.log.1"));
+  Append("a.log", "4\n");
+  tailer->Poll();
+  std::sort(recorded.lines.begin(), recorded.lines.end());
+  EXPECT_EQ(recorded.lines, (Lines{"1", "2", "3", "4"}));
+  // Drained rotated files are closed and never read again, whatever they are renamed to.
+  tailer->Poll();
+  fs::rename(Path("a.log.2"), Path("a.log.3"));
+  tailer->Poll();
+  EXPECT_EQ(recorded.lines.size(), 4u);
+}
+
+TEST_F(TailerTest, OldRotatedFilesAreNotRead) {
+  Append("a.log.1", "old rotated\n");
+  Append("a.log.2.gz", "\x1f\x8b compressed\n");
+  Append("a.log", "live\n");
+  auto tailer = MakeTailer();
+  tailer->Poll();
+  tailer->Poll();
+  EXPECT_EQ(recorded.lines, (Lines{"live"}));
+}
+
 TEST_F(TailerTest, DeletedAndRecreated) {
   Append("a.log", "1\n");
   auto tailer = MakeTailer();
