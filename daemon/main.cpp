@@ -222,6 +222,7 @@ int main(int argc, char** argv) {
     access_log_options.save_positions = false;
   }
   fe::access_log::AccessLogCollector access_logs(config, *requests_registry, access_log_options);
+  exposition.Register(access_logs.request_metrics());
   if (flags.oneshot) {
     access_logs.ReadOnce();
     std::cout << exposition.Render();

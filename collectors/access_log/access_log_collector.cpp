@@ -232,14 +232,7 @@ struct AccessLogCollector::Impl {
   Impl(const config::Config& config, prometheus::Registry& registry, AccessLogOptions options)
       : options(options),
         positions_file(config.positions_file),
-        requests(prometheus::BuildCounter()
-                     .Name(config.metric_prefix + "_requests_total")
-                     .Help("HTTP requests served, from the service's access log.")
-                     .Register(registry)),
-        durations(prometheus::BuildHistogram()
-                      .Name(config.metric_prefix + "_request_duration_seconds")
-                      .Help("HTTP request duration in seconds, from the service's access log.")
-                      .Register(registry)),
+        store(std::make_shared<RequestStore>(config.metric_prefix)),
         self(registry) {
     std::vector<TailSource> tail_sources;
     for (const auto& service_config : config.services) {
@@ -248,8 +241,8 @@ struct AccessLogCollector::Impl {
       service->name = service_config.name;
       service->normalizer = std::make_unique<RouteNormalizer>(
           service_config.routes, service_config.exclude_paths, service_config.max_paths);
-      service->metrics = std::make_unique<RequestMetrics>(requests, durations, service->name,
-                                                          service_config.buckets);
+      service->metrics =
+          std::make_unique<RequestMetrics>(*store, service->name, service_config.buckets);
       service->overflow = &self.overflow.Add({{"service", service->name}});
       for (const auto& log : service_config.access_logs) {
         auto source =
@@ -280,8 +273,7 @@ struct AccessLogCollector::Impl {
 
   AccessLogOptions options;
   std::string positions_file;
-  Family<Counter>& requests;
-  Family<prometheus::Histogram>& durations;
+  std::shared_ptr<RequestStore> store;
   SelfFamilies self;
   std::vector<std::unique_ptr<ServiceState>> services;
   std::vector<std::unique_ptr<SourceState>> sources;
@@ -301,6 +293,10 @@ AccessLogCollector::~AccessLogCollector() {
 
 bool AccessLogCollector::empty() const {
   return impl_->sources.empty();
+}
+
+std::shared_ptr<TextSource> AccessLogCollector::request_metrics() const {
+  return impl_->store;
 }
 
 void AccessLogCollector::Start() {
@@ -334,7 +330,9 @@ void AccessLogCollector::Stop() {
 }
 
 void AccessLogCollector::ReadOnce() {
-  impl_->tailer->Poll(true);
+  // A pass reads at most max_bytes_per_poll of each file: go on until nothing is left.
+  for (bool rescan = true; impl_->tailer->Poll(rescan) > 0; rescan = false) {
+  }
 }
 
 std::string AccessLogCollector::Summary() const {

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "collectors/exposition.hpp"
 #include "config/config.hpp"
 
 namespace fastapi_exporter::access_log {
@@ -25,12 +26,16 @@ struct AccessLogOptions {
 
 class AccessLogCollector {
  public:
-  // Registers the request and self metrics of every configured access log in `registry`.
+  // Registers the self-metrics of every configured access log in `registry`.
   AccessLogCollector(const config::Config& config, prometheus::Registry& registry,
                      AccessLogOptions options = {});
   ~AccessLogCollector();
 
   bool empty() const;  // no service has access logs
+
+  // fastapi_requests_total and fastapi_request_duration_seconds, to register with the
+  // exposition (the self-metrics are in the registry given to the constructor).
+  std::shared_ptr<TextSource> request_metrics() const;
 
   // Follows the logs on a thread of its own, resuming from the positions file.
   void Start();

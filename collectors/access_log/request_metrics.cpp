@@ -1,33 +1,169 @@
 #include "collectors/access_log/request_metrics.hpp"
 
-#include <string>
+#include <algorithm>
+#include <charconv>
+#include <cmath>
 
 namespace fastapi_exporter::access_log {
 
-RequestMetrics::RequestMetrics(prometheus::Family<prometheus::Counter>& requests,
-                               prometheus::Family<prometheus::Histogram>& durations,
-                               std::string service, std::vector<double> buckets)
-    : requests_(requests),
-      durations_(durations),
-      service_(std::move(service)),
-      buckets_(std::move(buckets)) {}
+void AppendEscapedLabelValue(std::string& out, std::string_view value) {
+  for (char c : value) {
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        out += c;
+    }
+  }
+}
+
+void AppendSampleValue(std::string& out, double value) {
+  if (std::isnan(value)) {
+    out += "NaN";
+    return;
+  }
+  if (std::isinf(value)) {
+    out += value > 0 ? "+Inf" : "-Inf";
+    return;
+  }
+  char buffer[32];
+  std::to_chars_result result;
+  if (value == std::floor(value) && std::fabs(value) < 1e15) {
+    result = std::to_chars(buffer, buffer + sizeof buffer, int64_t(value));
+  } else {
+    result = std::to_chars(buffer, buffer + sizeof buffer, value);
+  }
+  out.append(buffer, result.ptr);
+}
+
+namespace {
+
+void AppendUnsigned(std::string& out, uint64_t value) {
+  char buffer[24];
+  const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
+  out.append(buffer, result.ptr);
+}
+
+}  // namespace
+
+RequestStore::RequestStore(std::string metric_prefix)
+    : requests_name_(metric_prefix + "_requests_total"),
+      duration_name_(metric_prefix + "_request_duration_seconds") {}
+
+RequestStore::Series& RequestStore::AddSeries(std::string labels, const std::vector<double>* bounds,
+                                              const std::vector<std::string>* bound_texts) {
+  std::lock_guard lock(mutex_);
+  Series& series = series_.emplace_back();
+  series.labels = std::move(labels);
+  series.bounds = bounds;
+  series.bound_texts = bound_texts;
+  series.bucket_counts = std::make_unique<std::atomic<uint64_t>[]>(bounds->size() + 1);
+  return series;
+}
+
+void RequestStore::RenderText(std::string& out) const {
+  std::lock_guard lock(mutex_);
+  if (series_.empty()) return;
+  out.reserve(out.size() + series_.size() * 160);
+  out += "# HELP " + requests_name_ + " HTTP requests served, from the service's access log.\n";
+  out += "# TYPE " + requests_name_ + " counter\n";
+  for (const Series& series : series_) {
+    out += requests_name_;
+    out += '{';
+    out += series.labels;
+    out += "} ";
+    AppendUnsigned(out, series.requests.load(std::memory_order_relaxed));
+    out += '\n';
+  }
+  out += "# HELP " + duration_name_ +
+         " HTTP request duration in seconds, from the service's access log.\n";
+  out += "# TYPE " + duration_name_ + " histogram\n";
+  for (const Series& series : series_) {
+    if (!series.has_histogram.load(std::memory_order_acquire)) continue;
+    uint64_t cumulative = 0;
+    const std::size_t buckets = series.bounds->size();
+    for (std::size_t i = 0; i <= buckets; ++i) {
+      cumulative += series.bucket_counts[i].load(std::memory_order_relaxed);
+      out += duration_name_;
+      out += "_bucket{";
+      out += series.labels;
+      out += ",le=\"";
+      out += i < buckets ? (*series.bound_texts)[i] : std::string("+Inf");
+      out += "\"} ";
+      AppendUnsigned(out, cumulative);
+      out += '\n';
+    }
+    out += duration_name_;
+    out += "_sum{";
+    out += series.labels;
+    out += "} ";
+    AppendSampleValue(out, series.duration_sum.load(std::memory_order_relaxed));
+    out += '\n';
+    out += duration_name_;
+    out += "_count{";
+    out += series.labels;
+    out += "} ";
+    AppendUnsigned(out, series.duration_count.load(std::memory_order_relaxed));
+    out += '\n';
+  }
+}
+
+RequestMetrics::RequestMetrics(RequestStore& store, std::string service,
+                               std::vector<double> buckets)
+    : store_(store), service_(std::move(service)), bounds_(std::move(buckets)) {
+  for (double bound : bounds_) {
+    std::string text;
+    AppendSampleValue(text, bound);
+    bound_texts_.push_back(std::move(text));
+  }
+}
+
+RequestStore::Series& RequestMetrics::Lookup(HttpMethod method, uint32_t path_id,
+                                             const std::string& path_label, int status) {
+  const uint64_t key = (uint64_t(path_id) << 16) | (uint64_t(method) << 10) | uint64_t(status);
+  auto [it, inserted] = series_.try_emplace(key, nullptr);
+  if (inserted) {
+    std::string labels = "service=\"";
+    AppendEscapedLabelValue(labels, service_);
+    labels += "\",method=\"";
+    labels += HttpMethodName(method);
+    labels += "\",path=\"";
+    AppendEscapedLabelValue(labels, path_label);
+    labels += "\",status_code=\"";
+    labels += std::to_string(status);
+    labels += '"';
+    it->second = &store_.AddSeries(std::move(labels), &bounds_, &bound_texts_);
+  }
+  return *it->second;
+}
 
 void RequestMetrics::Record(HttpMethod method, uint32_t path_id, const std::string& path_label,
                             int status, bool has_duration, double duration_seconds) {
-  const uint64_t key = (uint64_t(path_id) << 16) | (uint64_t(method) << 10) | uint64_t(status);
-  auto [it, inserted] = series_.try_emplace(key);
-  Series& series = it->second;
-  auto labels = [&] {
-    return prometheus::Labels{{"service", service_},
-                              {"method", std::string(HttpMethodName(method))},
-                              {"path", path_label},
-                              {"status_code", std::to_string(status)}};
-  };
-  if (inserted) series.requests = &requests_.Add(labels());
-  series.requests->Increment();
+  RequestStore::Series& series = Lookup(method, path_id, path_label, status);
+  // One writer: load-and-store is enough, and cheaper than a read-modify-write.
+  series.requests.store(series.requests.load(std::memory_order_relaxed) + 1,
+                        std::memory_order_relaxed);
   if (has_duration) {
-    if (!series.duration) series.duration = &durations_.Add(labels(), buckets_);
-    series.duration->Observe(duration_seconds);
+    const auto bucket = std::size_t(
+        std::lower_bound(bounds_.begin(), bounds_.end(), duration_seconds) - bounds_.begin());
+    auto& count = series.bucket_counts[bucket];
+    count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    series.duration_sum.store(
+        series.duration_sum.load(std::memory_order_relaxed) + duration_seconds,
+        std::memory_order_relaxed);
+    series.duration_count.store(series.duration_count.load(std::memory_order_relaxed) + 1,
+                                std::memory_order_relaxed);
+    // Published after its first values: a scrape then shows the histogram whole.
+    if (!series.has_histogram.load(std::memory_order_relaxed)) {
+      series.has_histogram.store(true, std::memory_order_release);
+    }
   }
   ++recorded_;
 }

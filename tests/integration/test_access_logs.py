@@ -5,10 +5,11 @@ import random
 import re
 import shutil
 import signal
+import subprocess
 import threading
 import time
 
-from exporter import Exporter, wait_until
+from exporter import BIN, Exporter, parse_samples, wait_until
 
 
 def json_line(i, path="/api/users/{}", status=200, ms=5):
@@ -212,3 +213,52 @@ def test_malformed_lines_are_counted_by_reason_and_skipped(tmp_path):
         assert errors("line_too_long") == 1
     log = exporter.log_path.read_text()
     assert log.count("skipping a line (invalid_json)") == 1  # logged once, then only counted
+
+
+def test_oneshot_reads_whole_files_in_every_format(tmp_path):
+    """--oneshot on files of several MiB (more than one read pass) in four formats."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    lines = 60_000
+    with open(logs / "app.jsonl", "w") as jsonl, open(logs / "nginx.log", "w") as nginx, \
+            open(logs / "uvicorn.log", "w") as uvicorn, open(logs / "gunicorn.log", "w") as gunicorn:
+        for i in range(lines):
+            status = 500 if i % 10 == 0 else 200
+            jsonl.write(json_line(i, status=status))
+            nginx.write(f'10.0.0.1 - - [27/Nov/2026:10:00:00 +0000] "GET /api/users/{i} HTTP/1.1" '
+                        f'{status} 12 "-" "curl/8" 0.{i % 1000:03d}\n')
+            uvicorn.write(f'INFO:     127.0.0.1:5000 - "GET /api/users/{i}?x=1 HTTP/1.1" {status} OK\n')
+            gunicorn.write(f'10.0.0.1 - - [27/Nov/2026:10:00:00 +0000] "GET /api/users/{i} HTTP/1.1" '
+                           f'{status} 12 "-" "curl/8"\n')
+    config_text = f"""
+positions_file: {tmp_path}/positions.yaml
+services:
+  - name: json
+    access_logs: [{{path: '{logs}/app.jsonl', format: json}}]
+  - name: nginx
+    access_logs:
+      - path: {logs}/nginx.log
+        format: nginx
+        nginx: {{log_format: '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time'}}
+  - name: uvicorn
+    access_logs: [{{path: '{logs}/uvicorn.log', format: uvicorn}}]
+  - name: gunicorn
+    access_logs: [{{path: '{logs}/gunicorn.log', format: gunicorn}}]
+"""
+    (tmp_path / "config.yaml").write_text(config_text)
+    result = subprocess.run([BIN, f"--config.file={tmp_path}/config.yaml", "--oneshot"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    samples = parse_samples(result.stdout)
+    for service in ("json", "nginx", "uvicorn", "gunicorn"):
+        def value(status):
+            return samples[("fastapi_requests_total", frozenset({
+                ("service", service), ("method", "GET"), ("path", "/api/users/{id}"),
+                ("status_code", status)}))]
+        assert value("500") == lines // 10, service
+        assert value("200") == lines - lines // 10, service
+    nginx_count = samples[("fastapi_request_duration_seconds_count", frozenset({
+        ("service", "nginx"), ("method", "GET"), ("path", "/api/users/{id}"),
+        ("status_code", "200")}))]
+    assert nginx_count == lines - lines // 10
+    assert not (tmp_path / "positions.yaml").exists()  # one-shot leaves no state behind

@@ -68,10 +68,8 @@ void CheckNoAllocationPerLine(const std::string& log_yaml,
   const auto& service = loaded.config.services[0];
   auto parser = MakeLineParser(service.access_logs[0]);
   RouteNormalizer normalizer(service.routes, {}, 200);
-  prometheus::Registry registry;
-  auto& requests = prometheus::BuildCounter().Name("r_total").Register(registry);
-  auto& durations = prometheus::BuildHistogram().Name("d_seconds").Register(registry);
-  RequestMetrics metrics(requests, durations, "s", service.buckets);
+  RequestStore store("fastapi");
+  RequestMetrics metrics(store, "s", service.buckets);
 
   const fs::path dir = fs::temp_directory_path() / ("noalloc-" + std::to_string(getpid()));
   fs::create_directories(dir);
