@@ -9,6 +9,7 @@
 
 #include <array>
 #include <chrono>
+#include <optional>
 
 #include "collectors/access_log/envelope.hpp"
 #include "collectors/access_log/line_parser.hpp"
@@ -262,12 +263,16 @@ struct AccessLogCollector::Impl {
   }
 
   void SavePositions() {
+    Positions positions = tailer->Snapshot();
+    // Unchanged positions are not written again: an idle exporter does no disk I/O.
+    if (last_saved && positions.files == last_saved->files) return;
     std::string error;
-    if (!access_log::SavePositions(positions_file, tailer->Snapshot(), error)) {
+    if (!access_log::SavePositions(positions_file, positions, error)) {
       if (!save_failed) spdlog::error("{} (will keep trying)", error);
       save_failed = true;
     } else {
       save_failed = false;
+      last_saved = std::move(positions);
     }
   }
 
@@ -281,6 +286,7 @@ struct AccessLogCollector::Impl {
   std::thread thread;
   int stop_fd = -1;
   bool save_failed = false;
+  std::optional<Positions> last_saved;
 };
 
 AccessLogCollector::AccessLogCollector(const config::Config& config, prometheus::Registry& registry,

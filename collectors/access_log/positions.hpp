@@ -16,6 +16,7 @@ struct FilePosition {
   uint64_t offset = 0;       // bytes fully handled
   uint64_t fingerprint = 0;  // hash of the first fingerprint_bytes bytes
   uint32_t fingerprint_bytes = 0;
+  bool operator==(const FilePosition&) const = default;
 };
 
 struct Positions {

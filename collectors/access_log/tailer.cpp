@@ -67,6 +67,7 @@ struct Tailer::File {
   uint64_t fingerprint = 0;
   uint32_t fingerprint_bytes = 0;
   bool rotated = false;  // its path names another file now: drain it, then close
+  int watch = -1;        // inotify watch of its writes
   Clock::time_point last_data = Clock::now();
   std::unique_ptr<LineSink> sink;
 
@@ -139,11 +140,29 @@ Positions Tailer::Snapshot() {
 
 void Tailer::WatchFolder(const std::string& folder) {
   if (inotify_fd_ < 0 || watches_.contains(folder)) return;
-  const int watch =
-      ::inotify_add_watch(inotify_fd_, folder.c_str(),
-                          IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
-                              IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF);
+  // Only files appearing, moving and going: writes are watched on the files themselves, so
+  // the other files of a busy folder such as /var/log do not wake us.
+  const int watch = ::inotify_add_watch(
+      inotify_fd_, folder.c_str(),
+      IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF);
   if (watch >= 0) watches_[folder] = watch;
+}
+
+int Tailer::WatchFile(const std::string& path) {
+  if (inotify_fd_ < 0) return -1;
+  // inotify gives one watch per inode: files open in several sources share it.
+  const int watch = ::inotify_add_watch(inotify_fd_, path.c_str(), IN_MODIFY);
+  if (watch >= 0) ++file_watch_users_[watch];
+  return watch;
+}
+
+void Tailer::UnwatchFile(int watch) {
+  const auto users = file_watch_users_.find(watch);
+  if (users == file_watch_users_.end()) return;
+  if (--users->second == 0) {
+    ::inotify_rm_watch(inotify_fd_, watch);
+    file_watch_users_.erase(users);
+  }
 }
 
 void Tailer::OpenFile(Source& source, const std::string& path, const struct stat& st,
@@ -194,6 +213,7 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
   std::error_code ec;
   const auto target = std::filesystem::canonical(path, ec);
   if (!ec) WatchFolder(target.parent_path().string());
+  file->watch = WatchFile(path);
   source.files.push_back(std::move(file));
 }
 
@@ -370,7 +390,10 @@ uint64_t Tailer::Poll(bool rescan) {
     // Rotated files that have been quiet for rotate_wait are done.
     std::erase_if(source->files, [&](const std::unique_ptr<File>& file) {
       const bool done = file->rotated && now - file->last_data >= options_.rotate_wait;
-      if (done) source->finished.insert(file->identity);
+      if (done) {
+        source->finished.insert(file->identity);
+        UnwatchFile(file->watch);
+      }
       return done;
     });
     if (source->config.observer) source->config.observer->OnState(source->files.size(), unread);
@@ -511,20 +534,36 @@ void Tailer::Deliver(File& file, const char* data, std::size_t size, uint64_t st
   }
 }
 
+bool Tailer::AllFoldersWatched() const {
+  if (inotify_fd_ < 0) return false;
+  for (const auto& source : sources_) {
+    if (!watches_.contains(std::filesystem::path(source->config.glob).parent_path().string())) {
+      return false;
+    }
+  }
+  return true;
+}
+
 void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
   Poll(true);
   if (after_pass) after_pass();
   auto last_rescan = Clock::now();
-  const int timeout_ms = int(inotify_fd_ >= 0 ? options_.rescan_interval.count()
-                                              : options_.rescan_interval.count() / 4);
   alignas(inotify_event) char events[16 * 1024];
   for (;;) {
+    // With every folder watched, inotify reports what matters and the periodic rescan is only
+    // a safety net; otherwise (no inotify, a folder that does not exist yet) poll.
+    const auto interval = AllFoldersWatched() ? options_.rescan_interval : options_.poll_interval;
+    const int timeout_ms = backlog_ ? 0 : int(interval.count());
     pollfd fds[2] = {{stop_fd, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
-    const int ready = ::poll(fds, inotify_fd_ >= 0 ? 2 : 1, backlog_ ? 0 : timeout_ms);
+    const int ready = ::poll(fds, inotify_fd_ >= 0 ? 2 : 1, timeout_ms);
     if (ready < 0 && errno != EINTR) break;
     if (fds[0].revents & POLLIN) break;
     bool structural = false;
     if (inotify_fd_ >= 0 && (fds[1].revents & POLLIN)) {
+      // Let a burst of small writes gather: one pass for many writes costs far less CPU than
+      // a pass per write, and a few tens of milliseconds do not matter to a 15 s scrape.
+      pollfd stop = {stop_fd, POLLIN, 0};
+      if (!backlog_ && ::poll(&stop, 1, int(options_.batch_delay.count())) > 0) break;
       for (;;) {
         const ssize_t n = ::read(inotify_fd_, events, sizeof events);
         if (n <= 0) break;
@@ -533,12 +572,13 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
           if (event->mask & ~(IN_MODIFY | IN_CLOSE_WRITE)) structural = true;
           if (event->mask & IN_IGNORED) {
             std::erase_if(watches_, [&](const auto& watch) { return watch.second == event->wd; });
+            file_watch_users_.erase(event->wd);
           }
           p += sizeof(inotify_event) + event->len;
         }
       }
     }
-    const bool due = Clock::now() - last_rescan >= options_.rescan_interval;
+    const bool due = Clock::now() - last_rescan >= interval;
     Poll(structural || due);
     if (structural || due) last_rescan = Clock::now();
     if (after_pass) after_pass();

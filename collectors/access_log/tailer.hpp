@@ -66,7 +66,12 @@ struct TailSource {
 struct TailerOptions {
   std::size_t max_line_bytes = 64 * 1024;
   std::size_t read_chunk_bytes = 1 << 20;
-  std::chrono::milliseconds rescan_interval{1000};
+  // How often to look for new files when inotify watches every folder (a safety net), and
+  // when it does not (no inotify, or a folder that does not exist yet).
+  std::chrono::milliseconds rescan_interval{10000};
+  std::chrono::milliseconds poll_interval{1000};
+  // After inotify reports a write, wait this long for more before reading.
+  std::chrono::milliseconds batch_delay{50};
   std::chrono::milliseconds rotate_wait{5000};
   // Read at most this much of one file per pass, then let the others (and a stop) have a turn.
   uint64_t max_bytes_per_poll = 4 << 20;
@@ -109,12 +114,16 @@ class Tailer {
                            bool first_scan);
   bool IsCopyOfOpenFile(const Source& source, const std::string& path) const;
   void WatchFolder(const std::string& folder);
+  int WatchFile(const std::string& path);
+  void UnwatchFile(int watch);
+  bool AllFoldersWatched() const;
 
   TailerOptions options_;
   std::vector<std::unique_ptr<Source>> sources_;
   std::vector<char> buffer_;
   int inotify_fd_ = -1;
-  std::map<std::string, int> watches_;
+  std::map<std::string, int> watches_;   // folder -> watch
+  std::map<int, int> file_watch_users_;  // file watch -> open files using it
   bool first_scan_done_ = false;
   bool backlog_ = false;   // the last pass stopped at max_bytes_per_poll somewhere
   timespec started_at_{};  // rotated files last written before this are old

@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <utility>
 
 #include "collectors/metric_families.hpp"
 #include "collectors/process/group_accounting.hpp"
@@ -62,8 +63,17 @@ class ResettableCounter {
   bool seen_ = false;
 };
 
+// Soft fd limits by process, re-read once a minute: the limits file is as costly to read as
+// stat, and a limit seldom changes.
+struct CachedLimit {
+  uint64_t max_fds = 0;
+  std::chrono::steady_clock::time_point read_at;
+  bool seen = false;  // in the current scrape
+};
+
 struct Service {
   std::string name;
+  std::map<std::pair<pid_t, uint64_t>, CachedLimit> limits;
   std::unique_ptr<ProcessFinder> finder;
   bool include_children = true;
   GroupAccounting accounting;
@@ -191,8 +201,22 @@ std::optional<ProcessSample> ProcessCollector::State::ReadProcess(pid_t pid, Ser
     }
   }
 
-  status = procfs.ReadProcFile(pid, "limits", buffer);
-  const auto max_fds = status == ReadStatus::kOk ? ParseMaxOpenFilesSoft(buffer) : std::nullopt;
+  const auto now = std::chrono::steady_clock::now();
+  CachedLimit& cached = service.limits[{pid, stat->starttime}];
+  cached.seen = true;
+  std::optional<uint64_t> max_fds;
+  if (cached.read_at != std::chrono::steady_clock::time_point() &&
+      now - cached.read_at < std::chrono::minutes(1)) {
+    max_fds = cached.max_fds;
+    status = ReadStatus::kOk;
+  } else {
+    status = procfs.ReadProcFile(pid, "limits", buffer);
+    max_fds = status == ReadStatus::kOk ? ParseMaxOpenFilesSoft(buffer) : std::nullopt;
+    if (max_fds) {
+      cached.max_fds = *max_fds;
+      cached.read_at = now;
+    }
+  }
   if (max_fds) {
     gauges.max_fds = std::max(gauges.max_fds, double(*max_fds));
   } else {
@@ -221,6 +245,10 @@ void ProcessCollector::State::CollectService(Service& service, ProcessTable& tab
     }
   }
   const CounterValues totals = service.accounting.Update(samples);
+  for (auto it = service.limits.begin(); it != service.limits.end();) {
+    // Forget processes that are gone; the others start the next scrape unseen.
+    it = std::exchange(it->second.seen, false) ? std::next(it) : service.limits.erase(it);
+  }
 
   std::optional<double> cpu_seconds;
   if (service.finder->CgroupCoversGroup()) {
