@@ -18,8 +18,11 @@ test_deps=(
   curl procps
 )
 
+bench_deps=(mtail prometheus-process-exporter wrk)  # the peers measured beside the exporter
+
 wanted=("${build_deps[@]}")
 [[ "${1:-}" == "--with-tests" ]] && wanted+=("${test_deps[@]}")
+[[ "${1:-}" == "--with-bench" ]] && wanted+=("${test_deps[@]}" "${bench_deps[@]}")
 
 missing=()
 for pkg in "${wanted[@]}"; do

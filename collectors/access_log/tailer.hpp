@@ -71,7 +71,7 @@ struct TailerOptions {
   std::chrono::milliseconds rescan_interval{10000};
   std::chrono::milliseconds poll_interval{1000};
   // After inotify reports a write, wait this long for more before reading.
-  std::chrono::milliseconds batch_delay{50};
+  std::chrono::milliseconds batch_delay{100};
   std::chrono::milliseconds rotate_wait{5000};
   // Read at most this much of one file per pass, then let the others (and a stop) have a turn.
   uint64_t max_bytes_per_poll = 4 << 20;
