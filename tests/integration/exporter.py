@@ -1,7 +1,6 @@
 """Helpers to run the real fastapi-exporter binary and read what it serves."""
 
 import contextlib
-import gzip
 import os
 import signal
 import socket
@@ -150,3 +149,31 @@ def kill_tree(process):
             os.kill(pid, signal.SIGKILL)
     process.wait()
 
+
+
+EXAMPLE_APP = os.path.join(SOURCE, "examples", "fastapi-app")
+
+
+def start_example_app(access_log, workers=2, service="fastapi-backend"):
+    """The example FastAPI app under uvicorn on a free port, writing its JSON access log.
+    Returns (process, base url) once it serves; stop it with kill_tree(process)."""
+    port = free_port()
+    env = dict(os.environ, ACCESS_LOG=str(access_log), SERVICE_NAME=service)
+    app = subprocess.Popen(
+        [PYTHON, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers), "--no-access-log"],
+        cwd=EXAMPLE_APP, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            # /health is excluded from the request metrics, so probes do not disturb them.
+            return http_get(url + "/health", timeout=1)[0] == 200
+        except OSError:
+            return False
+    try:
+        wait_until(up, timeout=30, what="uvicorn serving")
+    except BaseException:
+        kill_tree(app)
+        raise
+    return app, url

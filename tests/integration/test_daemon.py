@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from exporter import BIN, SOURCE, Exporter, free_port, http_get, parse_samples
+from exporter import BIN, SOURCE, Exporter, http_get, parse_samples
 
 BROKEN = sorted((pathlib.Path(SOURCE) / "tests/configs/broken").glob("*.yaml"))
 SELF_CONFIG = """

@@ -12,12 +12,11 @@ import urllib.parse
 
 import pytest
 
-from exporter import (PYTHON, SOURCE, Exporter, descendants, free_port, http_get, kill_tree,
-                      read_proc_rss, wait_until)
+from exporter import (SOURCE, Exporter, descendants, free_port, http_get, kill_tree,
+                      read_proc_rss, start_example_app, wait_until)
 
 GRAFANA = os.path.join(SOURCE, "grafana")
 DASHBOARD = os.path.join(GRAFANA, "dashboards", "fastapi-dashboard.json")
-APP_DIR = os.path.join(SOURCE, "examples", "fastapi-app")
 SERVICE = "fastapi-backend"
 
 
@@ -180,17 +179,10 @@ def send(url, method, path, times):
 @pytest.fixture
 def stack(tmp_path):
     """The example app (2 uvicorn workers), the exporter, and Prometheus scraping it."""
-    app_port = free_port()
     log = tmp_path / "access.log"
-    env = dict(os.environ, ACCESS_LOG=str(log), SERVICE_NAME=SERVICE)
-    app = subprocess.Popen(
-        [PYTHON, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(app_port),
-         "--workers", "2", "--no-access-log"],
-        cwd=APP_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{app_port}"
+    app, url = start_example_app(log, service=SERVICE)
     exporter = prometheus = None
     try:
-        wait_until(lambda: _up(url), timeout=30, what="uvicorn serving")
         exporter = Exporter(tmp_path, f"""
 positions_file: {tmp_path}/positions.yaml
 services:
@@ -214,13 +206,6 @@ services:
         if exporter:
             exporter.stop()
         kill_tree(app)
-
-
-def _up(url):
-    try:
-        return http_get(url + "/health", timeout=1)[0] == 200
-    except OSError:
-        return False
 
 
 def percentile_bucket(durations, q, buckets):

@@ -4,16 +4,12 @@ what the log itself says."""
 
 import collections
 import json
-import os
 import re
-import subprocess
 import urllib.request
 
 import pytest
 
-from exporter import (PYTHON, SOURCE, Exporter, free_port, http_get, kill_tree, wait_until)
-
-APP_DIR = os.path.join(SOURCE, "examples", "fastapi-app")
+from exporter import Exporter, kill_tree, start_example_app, wait_until
 
 # (method, url, expected status, times); the route templates the exporter must report.
 TRAFFIC = [
@@ -30,23 +26,9 @@ TRAFFIC = [
 
 @pytest.fixture
 def uvicorn_app(tmp_path):
-    port = free_port()
     log = tmp_path / "access.log"
-    env = dict(os.environ, ACCESS_LOG=str(log), SERVICE_NAME="fastapi-backend")
-    app = subprocess.Popen(
-        [PYTHON, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "2", "--no-access-log"],
-        cwd=APP_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            # /health is excluded from the request metrics, so probes do not disturb them.
-            return http_get(url + "/health", timeout=1)[0] == 200
-        except OSError:
-            return False
+    app, url = start_example_app(log)
     try:
-        wait_until(up, timeout=30, what="uvicorn serving")
         yield app, url, log
     finally:
         kill_tree(app)

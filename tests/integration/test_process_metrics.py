@@ -1,7 +1,5 @@
 """The real daemon watching real processes it did not start, checked against /proc read here."""
 
-import os
-import signal
 import time
 
 import pytest
