@@ -68,6 +68,25 @@ RequestStore::Series& RequestStore::AddSeries(std::string labels, const std::vec
   return series;
 }
 
+namespace {
+
+// Appends `name{labels` and, when given, `,le="bound"`, then `} `: a sample line up to its value.
+void AppendSampleStart(std::string& out, std::string_view name, std::string_view suffix,
+                       const std::string& labels, std::string_view le = {}) {
+  out += name;
+  out += suffix;
+  out += '{';
+  out += labels;
+  if (!le.empty()) {
+    out += ",le=\"";
+    out += le;
+    out += '"';
+  }
+  out += "} ";
+}
+
+}  // namespace
+
 void RequestStore::RenderText(std::string& out) const {
   std::lock_guard lock(mutex_);
   if (series_.empty()) return;
@@ -75,10 +94,7 @@ void RequestStore::RenderText(std::string& out) const {
   out += "# HELP " + requests_name_ + " HTTP requests served, from the service's access log.\n";
   out += "# TYPE " + requests_name_ + " counter\n";
   for (const Series& series : series_) {
-    out += requests_name_;
-    out += '{';
-    out += series.labels;
-    out += "} ";
+    AppendSampleStart(out, requests_name_, "", series.labels);
     AppendUnsigned(out, series.requests.load(std::memory_order_relaxed));
     out += '\n';
   }
@@ -91,25 +107,15 @@ void RequestStore::RenderText(std::string& out) const {
     const std::size_t buckets = series.bounds->size();
     for (std::size_t i = 0; i <= buckets; ++i) {
       cumulative += series.bucket_counts[i].load(std::memory_order_relaxed);
-      out += duration_name_;
-      out += "_bucket{";
-      out += series.labels;
-      out += ",le=\"";
-      out += i < buckets ? (*series.bound_texts)[i] : std::string("+Inf");
-      out += "\"} ";
+      AppendSampleStart(out, duration_name_, "_bucket", series.labels,
+                        i < buckets ? std::string_view((*series.bound_texts)[i]) : "+Inf");
       AppendUnsigned(out, cumulative);
       out += '\n';
     }
-    out += duration_name_;
-    out += "_sum{";
-    out += series.labels;
-    out += "} ";
+    AppendSampleStart(out, duration_name_, "_sum", series.labels);
     AppendSampleValue(out, series.duration_sum.load(std::memory_order_relaxed));
     out += '\n';
-    out += duration_name_;
-    out += "_count{";
-    out += series.labels;
-    out += "} ";
+    AppendSampleStart(out, duration_name_, "_count", series.labels);
     AppendUnsigned(out, series.duration_count.load(std::memory_order_relaxed));
     out += '\n';
   }
