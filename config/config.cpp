@@ -11,188 +11,10 @@
 #include <string_view>
 
 #include "config/listen_address.hpp"
+#include "config/schema_reader.hpp"
 
 namespace fastapi_exporter::config {
 namespace {
-
-SourcePosition PositionOf(const YAML::Node& node) {
-  const YAML::Mark mark = node.Mark();
-  if (mark.is_null()) return {};
-  return {mark.line + 1, mark.column + 1};
-}
-
-std::string TypeName(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Null:
-      return "nothing";
-    case YAML::NodeType::Scalar:
-      return "a scalar";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Map:
-      return "a mapping";
-    default:
-      return "an undefined value";
-  }
-}
-
-// Walks a YAML tree against the expected schema, collecting every problem instead of
-// stopping at the first. Each accessor reports its own errors and returns nullopt.
-class SchemaReader {
- public:
-  explicit SchemaReader(std::vector<ConfigError>& errors) : errors_(errors) {}
-
-  void Error(const YAML::Node& at, const std::string& key, std::string message) {
-    errors_.push_back({key, PositionOf(at), std::move(message)});
-  }
-
-  // Reports a non-mapping, and every unknown or repeated key of a mapping. Returns the
-  // mapping's entries that are known, keyed by name, so callers look values up by name.
-  struct Entry {
-    YAML::Node key;
-    YAML::Node value;
-  };
-  std::optional<std::vector<std::pair<std::string, Entry>>> Mapping(
-      const YAML::Node& node, const YAML::Node& at, const std::string& path,
-      std::initializer_list<std::string_view> known_keys) {
-    if (!node.IsMap()) {
-      Error(at, path, "must be a mapping, got " + TypeName(node));
-      return std::nullopt;
-    }
-    std::vector<std::pair<std::string, Entry>> entries;
-    std::set<std::string> seen;
-    for (const auto& item : node) {
-      const std::string key_path = Join(path, item.first.Scalar());
-      if (!item.first.IsScalar()) {
-        Error(item.first, path, "keys must be plain strings");
-        continue;
-      }
-      const std::string name = item.first.Scalar();
-      bool is_known = false;
-      for (std::string_view known : known_keys) is_known |= (known == name);
-      if (!is_known) {
-        Error(item.first, key_path, "unknown key (expected one of: " + List(known_keys) + ")");
-        continue;
-      }
-      if (!seen.insert(name).second) {
-        Error(item.first, key_path, "key given more than once");
-        continue;
-      }
-      entries.push_back({name, Entry{item.first, item.second}});
-    }
-    return entries;
-  }
-
-  std::optional<std::string> String(const Entry& entry, const std::string& path) {
-    if (!entry.value.IsScalar()) {
-      Error(entry.key, path, "must be a string, got " + TypeName(entry.value));
-      return std::nullopt;
-    }
-    return entry.value.Scalar();
-  }
-
-  std::optional<std::string> NonEmptyString(const Entry& entry, const std::string& path) {
-    auto value = String(entry, path);
-    if (value && value->empty()) {
-      Error(entry.key, path, "must not be empty");
-      return std::nullopt;
-    }
-    return value;
-  }
-
-  std::optional<long long> Integer(const Entry& entry, const std::string& path, long long min,
-                                   long long max) {
-    long long value = 0;
-    if (!entry.value.IsScalar() || !YAML::convert<long long>::decode(entry.value, value)) {
-      Error(entry.key, path, "must be an integer, got " + Describe(entry.value));
-      return std::nullopt;
-    }
-    if (value < min || value > max) {
-      Error(entry.key, path,
-            "must be between " + std::to_string(min) + " and " + std::to_string(max));
-      return std::nullopt;
-    }
-    return value;
-  }
-
-  std::optional<bool> Bool(const Entry& entry, const std::string& path) {
-    bool value = false;
-    if (!entry.value.IsScalar() || !YAML::convert<bool>::decode(entry.value, value)) {
-      Error(entry.key, path, "must be true or false, got " + Describe(entry.value));
-      return std::nullopt;
-    }
-    return value;
-  }
-
-  // One of a fixed set of words, mapped to its value.
-  template <typename T>
-  std::optional<T> OneOf(const Entry& entry, const std::string& path,
-                         const std::vector<std::pair<std::string_view, T>>& choices) {
-    if (auto word = String(entry, path)) {
-      std::string names;
-      for (const auto& [name, value] : choices) {
-        if (name == *word) return value;
-        names += names.empty() ? "" : ", ";
-        names += name;
-      }
-      Error(entry.key, path, "must be one of " + names + ", got '" + *word + "'");
-    }
-    return std::nullopt;
-  }
-
-  std::optional<std::vector<std::string>> StringList(const Entry& entry, const std::string& path) {
-    if (!entry.value.IsSequence()) {
-      Error(entry.key, path, "must be a list of strings, got " + TypeName(entry.value));
-      return std::nullopt;
-    }
-    std::vector<std::string> values;
-    for (std::size_t i = 0; i < entry.value.size(); ++i) {
-      const YAML::Node item = entry.value[i];
-      if (!item.IsScalar()) {
-        Error(item, path + "[" + std::to_string(i) + "]", "must be a string");
-        return std::nullopt;
-      }
-      values.push_back(item.Scalar());
-    }
-    return values;
-  }
-
-  std::optional<std::vector<double>> NumberList(const Entry& entry, const std::string& path) {
-    if (!entry.value.IsSequence()) {
-      Error(entry.key, path, "must be a list of numbers, got " + TypeName(entry.value));
-      return std::nullopt;
-    }
-    std::vector<double> values;
-    for (std::size_t i = 0; i < entry.value.size(); ++i) {
-      double value = 0;
-      if (!entry.value[i].IsScalar() || !YAML::convert<double>::decode(entry.value[i], value)) {
-        Error(entry.value[i], path + "[" + std::to_string(i) + "]", "must be a number");
-        return std::nullopt;
-      }
-      values.push_back(value);
-    }
-    return values;
-  }
-
-  static std::string Join(const std::string& path, const std::string& key) {
-    return path.empty() ? key : path + "." + key;
-  }
-
- private:
-  static std::string Describe(const YAML::Node& node) {
-    return node.IsScalar() ? "'" + node.Scalar() + "'" : TypeName(node);
-  }
-  static std::string List(std::initializer_list<std::string_view> keys) {
-    std::string out;
-    for (std::string_view key : keys) {
-      if (!out.empty()) out += ", ";
-      out += key;
-    }
-    return out;
-  }
-
-  std::vector<ConfigError>& errors_;
-};
 
 void ReadWeb(SchemaReader& reader, const SchemaReader::Entry& web_entry, WebConfig& web) {
   auto entries =
@@ -357,6 +179,7 @@ void ReadAccessLogs(SchemaReader& reader, const SchemaReader::Entry& logs_entry,
     if (!entries) continue;
     AccessLogConfig log;
     log.position = PositionOf(item);
+    log.fingerprint = YAML::Dump(item);
     std::string format_name = "json";
     for (const auto& [name, entry] : *entries) {
       if (name == "format") {
@@ -474,6 +297,12 @@ void ReadServices(SchemaReader& reader, const SchemaReader::Entry& services_entr
     if (!entries) continue;
     ServiceConfig service;
     service.position = PositionOf(item);
+    if (item.IsMap()) {
+      YAML::Node counting = YAML::Clone(item);
+      counting.remove("process");
+      counting.remove("access_logs");
+      service.request_fingerprint = YAML::Dump(counting);
+    }
     bool has_process = false;
     bool has_access_logs = false;
     for (const auto& [name, entry] : *entries) {
@@ -533,15 +362,9 @@ std::string FormatError(const std::string& source_name, const ConfigError& error
 
 LoadResult ParseConfig(const std::string& yaml_text) {
   LoadResult result;
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    ConfigError error{"", {}, "invalid YAML: " + e.msg};
-    if (!e.mark.is_null()) error.position = {e.mark.line + 1, e.mark.column + 1};
-    result.errors.push_back(std::move(error));
-    return result;
-  }
+  const std::optional<YAML::Node> parsed = ParseYaml(yaml_text, result.errors);
+  if (!parsed) return result;
+  const YAML::Node& root = *parsed;
   if (root.IsNull()) return result;  // an empty file is all defaults
 
   SchemaReader reader(result.errors);
@@ -572,24 +395,32 @@ LoadResult ParseConfig(const std::string& yaml_text) {
   return result;
 }
 
-LoadResult LoadConfigFile(const std::string& path) {
+std::optional<std::string> ReadWholeFile(const std::string& path, std::string& problem) {
   std::string text;
-  std::string problem;
-  if (std::FILE* file = std::fopen(path.c_str(), "rb")) {
-    char buffer[8192];
-    std::size_t n = 0;
-    while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0) text.append(buffer, n);
-    if (std::ferror(file)) problem = std::strerror(errno);
-    std::fclose(file);
-  } else {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (!file) {
     problem = std::strerror(errno);
+    return std::nullopt;
   }
-  if (!problem.empty()) {
+  char buffer[8192];
+  std::size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0) text.append(buffer, n);
+  const bool failed = std::ferror(file);
+  if (failed) problem = std::strerror(errno);
+  std::fclose(file);
+  if (failed) return std::nullopt;
+  return text;
+}
+
+LoadResult LoadConfigFile(const std::string& path) {
+  std::string problem;
+  const std::optional<std::string> text = ReadWholeFile(path, problem);
+  if (!text) {
     LoadResult result;
     result.errors.push_back({"", {}, "cannot read config file: " + problem});
     return result;
   }
-  return ParseConfig(text);
+  return ParseConfig(*text);
 }
 
 }  // namespace fastapi_exporter::config

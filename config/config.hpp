@@ -40,6 +40,8 @@ struct ProcessSelector {
   std::optional<std::string> comm;          // exact /proc/PID/comm
   bool children = true;                     // include every descendant of a matched process
 
+  bool operator==(const ProcessSelector&) const = default;
+
   bool empty() const { return !pidfile && !pid && !systemd_unit && !cmdline && !comm; }
 };
 
@@ -68,6 +70,8 @@ struct AccessLogConfig {
   std::string regex;               // regex: RE2 with named groups method, path, status[, duration]
   DurationUnit regex_duration_unit = DurationUnit::kSeconds;
   SourcePosition position;
+  // The entry as written, re-emitted: equal fingerprints mean an unchanged source on reload.
+  std::string fingerprint;
 };
 
 struct ServiceConfig {
@@ -79,6 +83,9 @@ struct ServiceConfig {
   int max_paths = 200;                     // distinct `path` values; beyond it, "__other__"
   std::vector<double> buckets{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0};
   SourcePosition position;
+  // Everything that shapes the service's request series (name, routes, exclude_paths,
+  // max_paths, buckets) as written: equal fingerprints keep its counters on reload.
+  std::string request_fingerprint;
 };
 
 struct WebConfig {

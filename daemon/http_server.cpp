@@ -5,8 +5,16 @@
 #include <spdlog/spdlog.h>
 #include <zlib.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace fastapi_exporter {
@@ -31,16 +39,6 @@ void SendResponse(mg_connection* conn, int status, const char* content_type,
 bool IsGetOrHead(mg_connection* conn) {
   const char* method = mg_get_request_info(conn)->request_method;
   return std::strcmp(method, "GET") == 0 || std::strcmp(method, "HEAD") == 0;
-}
-
-int LogCivetweb(const mg_connection* conn, const char* message) {
-  spdlog::debug("http: {}", message);
-  // Keep the messages: when starting fails they hold the reason ("cannot bind ...").
-  if (auto* messages =
-          static_cast<std::vector<std::string>*>(mg_get_user_data(mg_get_context(conn)))) {
-    messages->push_back(message);
-  }
-  return 1;  // handled: keep civetweb from printing to stderr itself
 }
 
 // civetweb wants an IP literal; resolve host names such as "localhost" ourselves.
@@ -75,18 +73,20 @@ HttpServer::~HttpServer() {
 }
 
 bool HttpServer::Start(std::string& error) {
-  const std::string ports = ListeningPorts(options_.listen_address, error);
+  std::string ports = ListeningPorts(options_.listen_address, error);
   if (ports.empty()) return false;
+  if (options_.tls) ports += "s";
   const std::string threads = std::to_string(options_.threads);
   const char* civet_options[] = {
       "listening_ports", ports.c_str(),       "num_threads", threads.c_str(), "request_timeout_ms",
       "30000",           "enable_keep_alive", "yes",         nullptr};
   mg_callbacks callbacks{};
-  callbacks.log_message = LogCivetweb;
-  mg_init_data init{&callbacks, &library_messages_, civet_options};
+  callbacks.log_message = LogMessage;
+  if (options_.tls) callbacks.init_ssl = InitTls;
+  mg_init_data init{&callbacks, this, civet_options};
   char error_text[256] = "";
   mg_error_data error_data{nullptr, error_text, sizeof error_text};
-  mg_init_library(0);
+  mg_init_library(options_.tls ? MG_FEATURES_TLS : 0);
   context_ = mg_start2(&init, &error_data);
   if (!context_) {
     const std::string shown =
@@ -106,14 +106,93 @@ bool HttpServer::Start(std::string& error) {
 }
 
 void HttpServer::Stop() {
-  if (context_) {
+  if (!context_) return;
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] {
     mg_stop(context_);
-    context_ = nullptr;
+    stopped = true;
+  });
+  // Until mg_stop returns: its first step sets the stop flag, the next poll return sees it.
+  for (int attempt = 0; attempt < 100 && !stopped; ++attempt) {
+    WakeListener();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  stopper.join();
+  context_ = nullptr;
+}
+
+void HttpServer::WakeListener() {
+  mg_server_port ports[4];
+  const int count = mg_get_server_ports(context_, 4, ports);
+  for (int i = 0; i < count; ++i) {
+    const bool ipv6 = ports[i].protocol == 2;
+    const int fd = ::socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    sockaddr_storage address{};
+    socklen_t length = 0;
+    const std::string& host = options_.listen_address.host;
+    if (ipv6) {
+      auto* in6 = reinterpret_cast<sockaddr_in6*>(&address);
+      in6->sin6_family = AF_INET6;
+      in6->sin6_port = htons(uint16_t(ports[i].port));
+      if (host.empty() || ::inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) != 1) {
+        in6->sin6_addr = in6addr_loopback;
+      }
+      length = sizeof *in6;
+    } else {
+      auto* in4 = reinterpret_cast<sockaddr_in*>(&address);
+      in4->sin_family = AF_INET;
+      in4->sin_port = htons(uint16_t(ports[i].port));
+      if (host.empty() || ::inet_pton(AF_INET, host.c_str(), &in4->sin_addr) != 1) {
+        in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      }
+      length = sizeof *in4;
+    }
+    [[maybe_unused]] const int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&address), length);
+    ::close(fd);
+  }
+}
+
+void HttpServer::SetBasicAuth(std::shared_ptr<BasicAuth> auth) {
+  std::lock_guard lock(auth_mutex_);
+  auth_ = std::move(auth);
+}
+
+bool HttpServer::Authorized(mg_connection* conn) {
+  std::shared_ptr<BasicAuth> auth;
+  {
+    std::lock_guard lock(auth_mutex_);
+    auth = auth_;
+  }
+  if (!auth || auth->Allows(mg_get_header(conn, "Authorization"))) return true;
+  mg_response_header_start(conn, 401);
+  mg_response_header_add(conn, "WWW-Authenticate", "Basic realm=\"fastapi-exporter\"", -1);
+  mg_response_header_add(conn, "Content-Type", "text/plain", -1);
+  mg_response_header_add(conn, "Content-Length", "13", -1);
+  mg_response_header_send(conn);
+  mg_write(conn, "Unauthorized\n", 13);
+  return false;
+}
+
+int HttpServer::InitTls(void* ssl_context, void* self_ptr) {
+  auto* self = static_cast<HttpServer*>(self_ptr);
+  self->options_.tls->ConfigureContext(static_cast<SSL_CTX*>(ssl_context));
+  return 1;  // configured: civetweb loads no certificate of its own
+}
+
+int HttpServer::LogMessage(const mg_connection* conn, const char* message) {
+  spdlog::debug("http: {}", message);
+  // Keep the messages: when starting fails they hold the reason ("cannot bind ...").
+  if (auto* self = static_cast<HttpServer*>(mg_get_user_data(mg_get_context(conn)))) {
+    std::lock_guard lock(self->auth_mutex_);
+    if (self->library_messages_.size() < 32) self->library_messages_.push_back(message);
+  }
+  return 1;  // handled: keep civetweb from printing to stderr itself
 }
 
 int HttpServer::HandleMetrics(mg_connection* conn, void* self_ptr) {
   auto* self = static_cast<HttpServer*>(self_ptr);
+  if (!self->Authorized(conn)) return 401;
   if (!IsGetOrHead(conn)) {
     SendResponse(conn, 405, "text/plain", "method not allowed\n");
     return 405;
@@ -134,11 +213,13 @@ int HttpServer::HandleMetrics(mg_connection* conn, void* self_ptr) {
 
 int HttpServer::HandleLanding(mg_connection* conn, void* self_ptr) {
   auto* self = static_cast<HttpServer*>(self_ptr);
+  if (!self->Authorized(conn)) return 401;
   if (!IsGetOrHead(conn)) {
     SendResponse(conn, 405, "text/plain", "method not allowed\n");
     return 405;
   }
-  SendResponse(conn, 200, "text/html; charset=utf-8", self->options_.landing_page_html);
+  SendResponse(conn, 200, "text/html; charset=utf-8",
+               self->options_.landing_page_html ? self->options_.landing_page_html() : "");
   return 200;
 }
 

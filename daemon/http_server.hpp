@@ -4,10 +4,13 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "config/listen_address.hpp"
+#include "daemon/basic_auth.hpp"
+#include "daemon/tls.hpp"
 
 struct mg_context;
 struct mg_connection;
@@ -17,10 +20,12 @@ namespace fastapi_exporter {
 struct HttpServerOptions {
   config::ListenAddress listen_address;
   std::string telemetry_path = "/metrics";
-  std::string landing_page_html;
-  std::function<std::string()> render_metrics;  // called concurrently from server threads
+  std::function<std::string()> landing_page_html;  // called concurrently from server threads
+  std::function<std::string()> render_metrics;     // called concurrently from server threads
   std::function<bool()> healthy;
   int threads = 4;
+  // Serve HTTPS with these settings instead of HTTP.
+  std::shared_ptr<TlsServer> tls;
 };
 
 class HttpServer {
@@ -36,12 +41,25 @@ class HttpServer {
   // Stops accepting and waits for requests in flight.
   void Stop();
 
+  // Requires these credentials of every request but /healthz (null or no users: none).
+  void SetBasicAuth(std::shared_ptr<BasicAuth> auth);
+  bool serves_tls() const { return options_.tls != nullptr; }
+
  private:
   static int HandleMetrics(mg_connection* conn, void* self);
   static int HandleLanding(mg_connection* conn, void* self);
   static int HandleHealth(mg_connection* conn, void* self);
+  static int InitTls(void* ssl_context, void* self);
+  static int LogMessage(const mg_connection* conn, const char* message);
+  // Answers 401 and returns false when the request lacks valid credentials.
+  bool Authorized(mg_connection* conn);
+  // civetweb's master thread looks at its stop flag only every 2 s, between polls of the
+  // listening sockets: a connection wakes it, so that stopping takes milliseconds.
+  void WakeListener();
 
   HttpServerOptions options_;
+  std::mutex auth_mutex_;
+  std::shared_ptr<BasicAuth> auth_;
   std::vector<std::string> library_messages_;  // civetweb's log, for start-up errors
   mg_context* context_ = nullptr;
 };

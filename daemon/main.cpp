@@ -4,19 +4,23 @@
 #include <prometheus/registry.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
 
 #include <malloc.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <mutex>
 
 #include "collectors/access_log/access_log_collector.hpp"
 #include "collectors/exposition.hpp"
 #include "collectors/process/process_collector.hpp"
 #include "config/config.hpp"
 #include "config/listen_address.hpp"
+#include "config/web_config.hpp"
 #include "daemon/http_server.hpp"
 #include "daemon/logging.hpp"
 
@@ -31,6 +35,7 @@ struct Flags {
   std::string telemetry_path;
   std::string log_level = "info";
   std::string log_format = "logfmt";
+  std::string web_config_file;
   std::string proc_root = "/proc";
   std::string cgroup_root = "/sys/fs/cgroup";
   bool check_config = false;
@@ -90,23 +95,302 @@ void PrintErrors(const std::string& file, const fe::config::LoadResult& result) 
   }
 }
 
-int WaitForShutdown() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  for (;;) {
-    int signal = 0;
-    if (sigwait(&signals, &signal) != 0) return 1;
-    if (signal == SIGHUP) {
-      spdlog::warn("SIGHUP: configuration reload is not supported yet; restart to apply changes");
-      continue;
-    }
-    spdlog::info("received {}, shutting down", signal == SIGTERM ? "SIGTERM" : "SIGINT");
-    return 0;
+// Applies the command-line overrides and checks what the config file cannot check alone.
+bool Finish(const Flags& flags, fe::config::Config& config, std::string& problem) {
+  if (!flags.listen_address.empty()) config.web.listen_address = flags.listen_address;
+  if (!flags.telemetry_path.empty()) config.web.telemetry_path = flags.telemetry_path;
+  if (!fe::config::ParseListenAddress(config.web.listen_address, &problem)) {
+    problem = "web.listen_address: " + problem;
+    return false;
   }
+  if (config.web.telemetry_path.empty() || config.web.telemetry_path[0] != '/') {
+    problem = "web.telemetry_path: must start with '/'";
+    return false;
+  }
+  return true;
 }
+
+// The running exporter: collectors, HTTP server, and what signals do to them.
+class Daemon {
+ public:
+  explicit Daemon(Flags flags) : flags_(std::move(flags)) {}
+
+  int Run(fe::config::Config config) {
+    std::string problem;
+    if (!Finish(flags_, config, problem)) {
+      spdlog::error("{}", problem);
+      return 1;
+    }
+    fe::config::WebSecurityConfig web_security;
+    if (!flags_.web_config_file.empty()) {
+      fe::config::WebConfigResult web = fe::config::LoadWebConfigFile(flags_.web_config_file);
+      if (!web.ok()) {
+        for (const auto& error : web.errors) {
+          spdlog::error("{}", fe::config::FormatError(flags_.web_config_file, error));
+        }
+        return 1;
+      }
+      web_security = std::move(web.config);
+    }
+    if (config.services.empty()) {
+      spdlog::warn("{} configures no services: only the exporter's own metrics are served",
+                   flags_.config_file);
+    }
+
+    // Signals are handled by sigwait in the main thread; block them before any thread starts
+    // so that server threads inherit the mask.
+    sigset_t signals = HandledSignals();
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+
+    RegisterSelfMetrics();
+    fe::access_log::AccessLogOptions access_log_options;
+    if (flags_.oneshot) {
+      access_log_options.from_beginning = true;
+      access_log_options.save_positions = false;
+    }
+    access_logs_ = std::make_unique<fe::access_log::AccessLogCollector>(config, *requests_registry_,
+                                                                        access_log_options);
+    exposition_.Register(access_logs_->request_metrics());
+    if (flags_.oneshot) {
+      access_logs_->ReadOnce();
+      std::cout << exposition_.Render();
+      return 0;
+    }
+    processes_ = std::make_shared<fe::process::ProcessCollector>(
+        config.services,
+        fe::process::ProcessCollectorOptions{flags_.proc_root, flags_.cgroup_root});
+    exposition_.Register(processes_);
+    access_logs_->Start();
+    SetLandingPage(config);
+
+    if (!StartServer(config, web_security, problem)) {
+      spdlog::error("{}", problem);
+      return 1;
+    }
+    running_ = std::move(config);
+    web_security_ = std::move(web_security);
+    reload_successful_->Set(1);
+    reload_timestamp_->Set(UnixNow());
+    spdlog::info("{} listening on {} ({}) serving {} with {} service(s)", VersionLine(),
+                 running_.web.listen_address, server_->serves_tls() ? "https" : "http",
+                 running_.web.telemetry_path, running_.services.size());
+    sd_notify(0, "READY=1");
+
+    const int status = WaitForSignals(signals);
+    sd_notify(0, "STOPPING=1");
+    server_->Stop();       // no scrape is accepted any more
+    access_logs_->Stop();  // finishes the lines in hand and saves positions
+    if (access_logs_->empty()) {
+      spdlog::info("stopped");
+    } else {
+      spdlog::info("stopped; counted since start: {}", access_logs_->Summary());
+    }
+    return status;
+  }
+
+ private:
+  static sigset_t HandledSignals() {
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    return signals;
+  }
+
+  static double UnixNow() {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
+  // Waits for SIGTERM or SIGINT, reloading on each SIGHUP and pinging systemd's watchdog
+  // meanwhile when it asks for it.
+  int WaitForSignals(const sigset_t& signals) {
+    uint64_t watchdog_usec = 0;
+    const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
+    const timespec ping_every{time_t(watchdog_usec / 2 / 1000000),
+                              long(watchdog_usec / 2 % 1000000 * 1000)};
+    for (;;) {
+      const int signal =
+          watchdog ? sigtimedwait(&signals, nullptr, &ping_every) : sigwaitinfo(&signals, nullptr);
+      if (signal < 0) {
+        if (errno == EAGAIN) sd_notify(0, "WATCHDOG=1");
+        if (errno == EAGAIN || errno == EINTR) continue;
+        return 1;
+      }
+      if (signal == SIGHUP) {
+        Reload();
+        continue;
+      }
+      spdlog::info("received {}, shutting down", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+      return 0;
+    }
+  }
+
+  // SIGHUP: reads both files again; applies them only if both are valid.
+  void Reload() {
+    sd_notifyf(
+        0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+        static_cast<unsigned long long>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                            std::chrono::steady_clock::now().time_since_epoch())
+                                            .count()));
+    std::string problem;
+    if (ReloadFrom(problem)) {
+      reload_successful_->Set(1);
+      reload_timestamp_->Set(UnixNow());
+    } else {
+      reload_successful_->Set(0);
+      spdlog::error("reload failed, still running on the previous configuration: {}", problem);
+    }
+    sd_notify(0, "READY=1");
+  }
+
+  bool ReloadFrom(std::string& problem) {
+    fe::config::LoadResult loaded = fe::config::LoadConfigFile(flags_.config_file);
+    if (!loaded.ok()) {
+      for (const auto& error : loaded.errors) {
+        spdlog::error("{}", fe::config::FormatError(flags_.config_file, error));
+      }
+      problem = flags_.config_file + " has " + std::to_string(loaded.errors.size()) +
+                " problem(s), logged above";
+      return false;
+    }
+    fe::config::Config config = std::move(loaded.config);
+    if (!Finish(flags_, config, problem)) return false;
+    fe::config::WebSecurityConfig web_security;
+    if (!flags_.web_config_file.empty()) {
+      fe::config::WebConfigResult web = fe::config::LoadWebConfigFile(flags_.web_config_file);
+      if (!web.ok()) {
+        for (const auto& error : web.errors) {
+          spdlog::error("{}", fe::config::FormatError(flags_.web_config_file, error));
+        }
+        problem = flags_.web_config_file + " has " + std::to_string(web.errors.size()) +
+                  " problem(s), logged above";
+        return false;
+      }
+      web_security = std::move(web.config);
+    }
+    // The listener changes only when it has to: a scrape in flight is not cut for nothing.
+    const bool restart_server = config.web.listen_address != running_.web.listen_address ||
+                                config.web.telemetry_path != running_.web.telemetry_path ||
+                                web_security.tls.has_value() != web_security_.tls.has_value();
+    if (restart_server) {
+      auto previous = std::move(server_);
+      previous->Stop();
+      if (!StartServer(config, web_security, problem)) {
+        // The old address is still free: go back to it rather than serve nothing.
+        std::string again;
+        server_ = std::move(previous);
+        if (!server_->Start(again)) spdlog::error("cannot listen again: {}", again);
+        return false;
+      }
+    } else {
+      if (web_security.tls && !(*web_security.tls == *web_security_.tls) &&
+          !tls_->Update(*web_security.tls, problem)) {
+        return false;
+      }
+      server_->SetBasicAuth(std::make_shared<fe::BasicAuth>(web_security.basic_auth_users));
+    }
+    processes_->Reconfigure(config.services);
+    access_logs_->Reconfigure(config);
+    SetLandingPage(config);
+    spdlog::info("reloaded {}: {} service(s){}", flags_.config_file, config.services.size(),
+                 restart_server ? ", listening on " + config.web.listen_address : "");
+    running_ = std::move(config);
+    web_security_ = std::move(web_security);
+    return true;
+  }
+
+  bool StartServer(const fe::config::Config& config,
+                   const fe::config::WebSecurityConfig& web_security, std::string& problem) {
+    fe::HttpServerOptions http;
+    http.listen_address = *fe::config::ParseListenAddress(config.web.listen_address, &problem);
+    http.telemetry_path = config.web.telemetry_path;
+    http.landing_page_html = [this] {
+      std::lock_guard lock(landing_mutex_);
+      return landing_page_;
+    };
+    http.render_metrics = [this] {
+      const auto started = std::chrono::steady_clock::now();
+      std::string text = exposition_.Render();
+      scrapes_->Increment();
+      last_scrape_duration_->Set(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+      return text;
+    };
+    if (web_security.tls) {
+      auto tls = std::make_shared<fe::TlsServer>();
+      if (!tls->Update(*web_security.tls, problem)) return false;
+      http.tls = tls;
+      tls_ = std::move(tls);
+    }
+    auto server = std::make_unique<fe::HttpServer>(std::move(http));
+    server->SetBasicAuth(std::make_shared<fe::BasicAuth>(web_security.basic_auth_users));
+    if (!server->Start(problem)) return false;
+    server_ = std::move(server);
+    return true;
+  }
+
+  void SetLandingPage(const fe::config::Config& config) {
+    std::string page = LandingPage(config);
+    std::lock_guard lock(landing_mutex_);
+    landing_page_ = std::move(page);
+  }
+
+  void RegisterSelfMetrics() {
+    prometheus::BuildGauge()
+        .Name("fastapi_exporter_build_info")
+        .Help("A metric with a constant '1' value labeled by version and revision.")
+        .Register(*self_registry_)
+        .Add({{"version", FASTAPI_EXPORTER_VERSION}, {"revision", FASTAPI_EXPORTER_REVISION}})
+        .Set(1);
+    scrapes_ = &prometheus::BuildCounter()
+                    .Name("fastapi_exporter_scrapes_total")
+                    .Help("Scrapes of the telemetry path served.")
+                    .Register(*self_registry_)
+                    .Add({});
+    last_scrape_duration_ = &prometheus::BuildGauge()
+                                 .Name("fastapi_exporter_last_scrape_duration_seconds")
+                                 .Help("How long rendering the previous scrape took.")
+                                 .Register(*self_registry_)
+                                 .Add({});
+    reload_successful_ = &prometheus::BuildGauge()
+                              .Name("fastapi_exporter_config_last_reload_successful")
+                              .Help(
+                                  "Whether the last configuration reload succeeded (1) or "
+                                  "failed and the previous configuration is still in use (0).")
+                              .Register(*self_registry_)
+                              .Add({});
+    reload_timestamp_ = &prometheus::BuildGauge()
+                             .Name("fastapi_exporter_config_last_reload_success_timestamp_seconds")
+                             .Help(
+                                 "When the configuration was last loaded successfully, in "
+                                 "seconds since the Unix epoch.")
+                             .Register(*self_registry_)
+                             .Add({});
+    exposition_.Register(self_registry_);
+    exposition_.Register(requests_registry_);
+  }
+
+  const Flags flags_;
+  fe::config::Config running_;
+  fe::config::WebSecurityConfig web_security_;
+  fe::Exposition exposition_;
+  std::shared_ptr<prometheus::Registry> self_registry_ = std::make_shared<prometheus::Registry>();
+  std::shared_ptr<prometheus::Registry> requests_registry_ =
+      std::make_shared<prometheus::Registry>();
+  prometheus::Counter* scrapes_ = nullptr;
+  prometheus::Gauge* last_scrape_duration_ = nullptr;
+  prometheus::Gauge* reload_successful_ = nullptr;
+  prometheus::Gauge* reload_timestamp_ = nullptr;
+  std::unique_ptr<fe::access_log::AccessLogCollector> access_logs_;
+  std::shared_ptr<fe::process::ProcessCollector> processes_;
+  std::shared_ptr<fe::TlsServer> tls_;
+  std::unique_ptr<fe::HttpServer> server_;
+  std::mutex landing_mutex_;
+  std::string landing_page_;
+};
 
 }  // namespace
 
@@ -126,6 +410,9 @@ int main(int argc, char** argv) {
   app.add_option("--web.telemetry-path", flags.telemetry_path,
                  "Path under which to expose metrics (overrides web.telemetry_path; default "
                  "/metrics)");
+  app.add_option("--web.config.file", flags.web_config_file,
+                 "TLS and basic auth settings (exporter-toolkit web-config.yml format); "
+                 "re-read on SIGHUP, certificates re-read when they change");
   app.add_option("--log.level", flags.log_level, "Log level: debug, info, warn, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
@@ -162,7 +449,15 @@ int main(int argc, char** argv) {
   fe::config::LoadResult loaded = fe::config::LoadConfigFile(flags.config_file);
   if (flags.check_config) {
     PrintErrors(flags.config_file, loaded);
-    if (!loaded.ok()) return 1;
+    bool ok = loaded.ok();
+    if (!flags.web_config_file.empty()) {
+      const fe::config::WebConfigResult web = fe::config::LoadWebConfigFile(flags.web_config_file);
+      for (const auto& error : web.errors) {
+        std::cerr << fe::config::FormatError(flags.web_config_file, error) << "\n";
+      }
+      ok = ok && web.ok();
+    }
+    if (!ok) return 1;
     std::cout << flags.config_file << ": OK (" << loaded.config.services.size() << " services)\n";
     return 0;
   }
@@ -172,100 +467,6 @@ int main(int argc, char** argv) {
                   loaded.errors.size());
     return 1;
   }
-  fe::config::Config config = std::move(loaded.config);
-  if (!flags.listen_address.empty()) config.web.listen_address = flags.listen_address;
-  if (!flags.telemetry_path.empty()) config.web.telemetry_path = flags.telemetry_path;
-  std::string problem;
-  const auto listen_address = fe::config::ParseListenAddress(config.web.listen_address, &problem);
-  if (!listen_address) {
-    spdlog::error("--web.listen-address: {}", problem);
-    return 1;
-  }
-  if (config.web.telemetry_path.empty() || config.web.telemetry_path[0] != '/') {
-    spdlog::error("--web.telemetry-path: must start with '/'");
-    return 1;
-  }
-  if (config.services.empty()) {
-    spdlog::warn("{} configures no services: only the exporter's own metrics are served",
-                 flags.config_file);
-  }
-
-  // Signals are handled by sigwait in the main thread; block them before any thread starts
-  // so that server threads inherit the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-
-  auto self_registry = std::make_shared<prometheus::Registry>();
-  prometheus::BuildGauge()
-      .Name("fastapi_exporter_build_info")
-      .Help("A metric with a constant '1' value labeled by version and revision.")
-      .Register(*self_registry)
-      .Add({{"version", FASTAPI_EXPORTER_VERSION}, {"revision", FASTAPI_EXPORTER_REVISION}})
-      .Set(1);
-  auto& scrapes = prometheus::BuildCounter()
-                      .Name("fastapi_exporter_scrapes_total")
-                      .Help("Scrapes of the telemetry path served.")
-                      .Register(*self_registry)
-                      .Add({});
-  auto& last_scrape_duration = prometheus::BuildGauge()
-                                   .Name("fastapi_exporter_last_scrape_duration_seconds")
-                                   .Help("How long rendering the previous scrape took.")
-                                   .Register(*self_registry)
-                                   .Add({});
-
-  fe::Exposition exposition;
-  exposition.Register(self_registry);
-  auto requests_registry = std::make_shared<prometheus::Registry>();
-  exposition.Register(requests_registry);
-  fe::access_log::AccessLogOptions access_log_options;
-  if (flags.oneshot) {
-    access_log_options.from_beginning = true;
-    access_log_options.save_positions = false;
-  }
-  fe::access_log::AccessLogCollector access_logs(config, *requests_registry, access_log_options);
-  exposition.Register(access_logs.request_metrics());
-  if (flags.oneshot) {
-    access_logs.ReadOnce();
-    std::cout << exposition.Render();
-    return 0;
-  }
-  exposition.Register(std::make_shared<fe::process::ProcessCollector>(
-      config.services, fe::process::ProcessCollectorOptions{flags.proc_root, flags.cgroup_root}));
-  access_logs.Start();
-
-  fe::HttpServerOptions http;
-  http.listen_address = *listen_address;
-  http.telemetry_path = config.web.telemetry_path;
-  http.landing_page_html = LandingPage(config);
-  http.render_metrics = [&]() {
-    const auto started = std::chrono::steady_clock::now();
-    std::string text = exposition.Render();
-    scrapes.Increment();
-    last_scrape_duration.Set(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    return text;
-  };
-  fe::HttpServer server(std::move(http));
-  std::string error;
-  if (!server.Start(error)) {
-    spdlog::error("{}", error);
-    return 1;
-  }
-  spdlog::info("{} listening on {} serving {} with {} service(s)", VersionLine(),
-               config.web.listen_address, config.web.telemetry_path, config.services.size());
-
-  const int status = WaitForShutdown();
-  server.Stop();
-  access_logs.Stop();  // finishes the lines in hand and saves positions
-  if (access_logs.empty()) {
-    spdlog::info("stopped");
-  } else {
-    spdlog::info("stopped; counted since start: {}", access_logs.Summary());
-  }
-  return status;
+  Daemon daemon(flags);
+  return daemon.Run(std::move(loaded.config));
 }

@@ -8,14 +8,16 @@ build_deps=(
   cmake ninja-build g++ make pkg-config git
   prometheus-cpp-dev libcivetweb-dev zlib1g-dev
   libspdlog-dev libfmt-dev libyaml-cpp-dev libre2-dev libcli11-dev
-  libsimdjson-dev libsystemd-dev
+  libsimdjson-dev libsystemd-dev libssl-dev libcrypt-dev
+  dpkg-dev file                   # cpack -G DEB: dpkg-shlibdeps and its helpers
 )
 test_deps=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   prometheus                      # promtool, and a real Prometheus for end-to-end tests
   python3-fastapi python3-uvicorn # the example FastAPI app, run with /usr/bin/python3
   python3-pytest python3-prometheus-client
-  curl procps
+  curl procps openssl             # test certificates
+  lintian systemd                 # package checks: lintian, systemd-analyze verify
 )
 
 bench_deps=(mtail prometheus-process-exporter wrk)  # the peers measured beside the exporter

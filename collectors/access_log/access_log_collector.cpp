@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <optional>
@@ -87,11 +88,27 @@ struct SelfFamilies {
   Family<Counter>& overflow;
 };
 
+// The request counting of one service. Kept across a reload when its request_fingerprint is
+// unchanged; its series leave /metrics when it is destroyed.
 struct ServiceState {
+  ServiceState(const config::ServiceConfig& config, RequestStore& store, SelfFamilies& self)
+      : name(config.name),
+        request_fingerprint(config.request_fingerprint),
+        normalizer(std::make_unique<RouteNormalizer>(config.routes, config.exclude_paths,
+                                                     config.max_paths)),
+        metrics(std::make_unique<RequestMetrics>(store, config.name, config.buckets)),
+        self(self),
+        overflow(&self.overflow.Add({{"service", config.name}})) {}
+  ~ServiceState() { self.overflow.Remove(overflow); }
+  ServiceState(const ServiceState&) = delete;
+  ServiceState& operator=(const ServiceState&) = delete;
+
   std::string name;
+  std::string request_fingerprint;
   std::unique_ptr<RouteNormalizer> normalizer;
   std::unique_ptr<RequestMetrics> metrics;
-  Counter* overflow = nullptr;
+  SelfFamilies& self;
+  Counter* overflow;
 };
 
 // One configured access log: its parser, and the handles of its self-metrics. Series are
@@ -102,6 +119,7 @@ class SourceState final : public SourceObserver {
               std::size_t max_line_bytes)
       : config_(config),
         service_(service),
+        self_(self),
         max_line_bytes_(max_line_bytes),
         parser_(MakeLineParser(config)) {
     const prometheus::Labels labels{{"service", service.name}, {"source", config.path}};
@@ -120,6 +138,22 @@ class SourceState final : public SourceObserver {
       parse_errors_[i] = &self.parse_errors.Add(with_reason);
     }
   }
+  ~SourceState() override {
+    self_.lines.Remove(lines_);
+    self_.requests.Remove(requests_);
+    self_.excluded.Remove(excluded_);
+    self_.bytes_read.Remove(bytes_read_);
+    self_.bytes_unread.Remove(bytes_unread_);
+    self_.files.Remove(files_);
+    self_.rotations.Remove(rotations_);
+    self_.truncations.Remove(truncations_);
+    self_.open_errors.Remove(open_errors_);
+    for (std::size_t i = 1; i < kParseErrorCount; ++i) self_.parse_errors.Remove(parse_errors_[i]);
+  }
+  SourceState(const SourceState&) = delete;
+  SourceState& operator=(const SourceState&) = delete;
+
+  const ServiceState& service() const { return service_; }
 
   const config::AccessLogConfig& config() const { return config_; }
   std::size_t max_line_bytes() const { return max_line_bytes_; }
@@ -179,6 +213,7 @@ class SourceState final : public SourceObserver {
  private:
   config::AccessLogConfig config_;
   ServiceState& service_;
+  SelfFamilies& self_;
   std::size_t max_line_bytes_;
   std::unique_ptr<LineParser> parser_;
   Counter* lines_;
@@ -232,34 +267,123 @@ class FileSink final : public LineSink {
 struct AccessLogCollector::Impl {
   Impl(const config::Config& config, prometheus::Registry& registry, AccessLogOptions options)
       : options(options),
-        positions_file(config.positions_file),
         store(std::make_shared<RequestStore>(config.metric_prefix)),
         self(registry) {
+    Apply(config);
+  }
+
+  ~Impl() {
+    StopThread();
+    tailer.reset();
+    sources.clear();  // they refer to their services
+  }
+
+  // Builds the services and sources of `config`, keeping those whose configuration did not
+  // change (and so their counters), and the tailer with every position it holds.
+  void Apply(const config::Config& config) {
+    positions_file = config.positions_file;
+    const bool everything_changed =
+        config.metric_prefix != metric_prefix || config.max_line_bytes != max_line_bytes;
+    metric_prefix = config.metric_prefix;
+    max_line_bytes = config.max_line_bytes;
+    store->SetMetricPrefix(metric_prefix);
+
+    // What is kept is taken out first; the rest is destroyed before anything is created, so
+    // that a series dropped and created again under the same labels starts from zero.
+    std::vector<std::unique_ptr<ServiceState>> kept_services(config.services.size());
+    std::vector<std::vector<std::unique_ptr<SourceState>>> kept_sources(config.services.size());
+    for (std::size_t s = 0; s < config.services.size() && !everything_changed; ++s) {
+      const auto& service_config = config.services[s];
+      auto service = std::find_if(services.begin(), services.end(), [&](const auto& old) {
+        return old && old->name == service_config.name &&
+               old->request_fingerprint == service_config.request_fingerprint;
+      });
+      if (service == services.end() || service_config.access_logs.empty()) continue;
+      kept_services[s] = std::move(*service);
+      kept_sources[s].resize(service_config.access_logs.size());
+      for (std::size_t l = 0; l < service_config.access_logs.size(); ++l) {
+        auto source = std::find_if(sources.begin(), sources.end(), [&](const auto& old) {
+          return old && &old->service() == kept_services[s].get() &&
+                 old->config().fingerprint == service_config.access_logs[l].fingerprint;
+        });
+        if (source != sources.end()) kept_sources[s][l] = std::move(*source);
+      }
+    }
+    std::vector<SourceState*> previous_sources;
+    for (const auto& source : sources) previous_sources.push_back(source.get());
+    sources.clear();
+    services.clear();
+
     std::vector<TailSource> tail_sources;
-    for (const auto& service_config : config.services) {
+    std::vector<SourceState*> next_sources;
+    for (std::size_t s = 0; s < config.services.size(); ++s) {
+      const auto& service_config = config.services[s];
       if (service_config.access_logs.empty()) continue;
-      auto service = std::make_unique<ServiceState>();
-      service->name = service_config.name;
-      service->normalizer = std::make_unique<RouteNormalizer>(
-          service_config.routes, service_config.exclude_paths, service_config.max_paths);
-      service->metrics =
-          std::make_unique<RequestMetrics>(*store, service->name, service_config.buckets);
-      service->overflow = &self.overflow.Add({{"service", service->name}});
-      for (const auto& log : service_config.access_logs) {
-        auto source =
-            std::make_unique<SourceState>(log, *service, self, std::size_t(config.max_line_bytes));
+      auto service = std::move(kept_services[s]);
+      if (!service) service = std::make_unique<ServiceState>(service_config, *store, self);
+      kept_sources[s].resize(service_config.access_logs.size());
+      for (std::size_t l = 0; l < service_config.access_logs.size(); ++l) {
+        const auto& log = service_config.access_logs[l];
+        auto source = std::move(kept_sources[s][l]);
+        if (!source) {
+          source = std::make_unique<SourceState>(log, *service, self, std::size_t(max_line_bytes));
+        }
         SourceState* raw = source.get();
         tail_sources.push_back({service->name + "\t" + log.path, log.path, log.start_at,
                                 [raw] { return std::make_unique<FileSink>(*raw); }, raw});
+        next_sources.push_back(raw);
         sources.push_back(std::move(source));
       }
       services.push_back(std::move(service));
     }
+
+    // Same sources in the same order (and so the same files): the running tailer goes on.
+    if (tailer && next_sources == previous_sources) return;
+    std::optional<Positions> positions;
+    if (tailer && positions_loaded) positions = tailer->Snapshot();
     TailerOptions tailer_options;
-    tailer_options.max_line_bytes = std::size_t(config.max_line_bytes);
+    tailer_options.max_line_bytes = std::size_t(max_line_bytes);
     tailer_options.use_inotify = options.use_inotify;
     tailer_options.from_beginning = options.from_beginning;
     tailer = std::make_unique<Tailer>(std::move(tail_sources), tailer_options);
+    if (positions) tailer->Restore(*positions);
+  }
+
+  // The positions file is read once, when following starts with at least one source; later
+  // tailers take over the positions of the one they replace.
+  void LoadPositionsOnce() {
+    if (positions_loaded || sources.empty()) return;
+    std::string warning;
+    const Positions positions = LoadPositions(positions_file, warning);
+    if (!warning.empty()) spdlog::warn("{}", warning);
+    tailer->Restore(positions);
+    positions_loaded = true;
+  }
+
+  void StartThread() {
+    if (sources.empty() || thread.joinable()) return;
+    stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    thread = std::thread([this] {
+      auto last_save = std::chrono::steady_clock::now();
+      tailer->Run(stop_fd, [&] {
+        const auto now = std::chrono::steady_clock::now();
+        if (options.save_positions && now - last_save >= options.save_interval) {
+          SavePositions();
+          last_save = now;
+        }
+      });
+      // Every line read has been handed over: the positions are exactly what was counted.
+      if (options.save_positions) SavePositions();
+    });
+  }
+
+  void StopThread() {
+    if (!thread.joinable()) return;
+    const uint64_t one = 1;
+    [[maybe_unused]] const ssize_t written = ::write(stop_fd, &one, sizeof one);
+    thread.join();
+    ::close(stop_fd);
+    stop_fd = -1;
   }
 
   void SavePositions() {
@@ -278,6 +402,8 @@ struct AccessLogCollector::Impl {
 
   AccessLogOptions options;
   std::string positions_file;
+  std::string metric_prefix;
+  int max_line_bytes = 0;
   std::shared_ptr<RequestStore> store;
   SelfFamilies self;
   std::vector<std::unique_ptr<ServiceState>> services;
@@ -285,6 +411,8 @@ struct AccessLogCollector::Impl {
   std::unique_ptr<Tailer> tailer;
   std::thread thread;
   int stop_fd = -1;
+  bool started = false;
+  bool positions_loaded = false;
   bool save_failed = false;
   std::optional<Positions> last_saved;
 };
@@ -293,9 +421,7 @@ AccessLogCollector::AccessLogCollector(const config::Config& config, prometheus:
                                        AccessLogOptions options)
     : impl_(std::make_unique<Impl>(config, registry, options)) {}
 
-AccessLogCollector::~AccessLogCollector() {
-  Stop();
-}
+AccessLogCollector::~AccessLogCollector() = default;
 
 bool AccessLogCollector::empty() const {
   return impl_->sources.empty();
@@ -306,33 +432,21 @@ std::shared_ptr<TextSource> AccessLogCollector::request_metrics() const {
 }
 
 void AccessLogCollector::Start() {
-  if (empty() || impl_->thread.joinable()) return;
-  std::string warning;
-  const Positions positions = LoadPositions(impl_->positions_file, warning);
-  if (!warning.empty()) spdlog::warn("{}", warning);
-  impl_->tailer->Restore(positions);
-  impl_->stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  impl_->thread = std::thread([impl = impl_.get()] {
-    auto last_save = std::chrono::steady_clock::now();
-    impl->tailer->Run(impl->stop_fd, [&] {
-      const auto now = std::chrono::steady_clock::now();
-      if (impl->options.save_positions && now - last_save >= impl->options.save_interval) {
-        impl->SavePositions();
-        last_save = now;
-      }
-    });
-    // Every line read has been handed over: the positions are exactly what was counted.
-    if (impl->options.save_positions) impl->SavePositions();
-  });
+  impl_->started = true;
+  impl_->LoadPositionsOnce();
+  impl_->StartThread();
 }
 
 void AccessLogCollector::Stop() {
-  if (!impl_->thread.joinable()) return;
-  const uint64_t one = 1;
-  [[maybe_unused]] const ssize_t written = ::write(impl_->stop_fd, &one, sizeof one);
-  impl_->thread.join();
-  ::close(impl_->stop_fd);
-  impl_->stop_fd = -1;
+  impl_->StopThread();
+}
+
+void AccessLogCollector::Reconfigure(const config::Config& config) {
+  impl_->StopThread();  // finishes the lines in hand and saves positions
+  impl_->Apply(config);
+  if (!impl_->started) return;
+  impl_->LoadPositionsOnce();
+  impl_->StartThread();
 }
 
 void AccessLogCollector::ReadOnce() {

@@ -42,6 +42,11 @@ class AccessLogCollector {
   // Finishes the lines in hand, saves positions, joins the thread.
   void Stop();
 
+  // Applies a new configuration while running: services and sources whose configuration is
+  // unchanged keep their counters; every file keeps its position; lines in hand are
+  // finished first.
+  void Reconfigure(const config::Config& config);
+
   // Reads every log from its start to its end once, on the calling thread.
   void ReadOnce();
 

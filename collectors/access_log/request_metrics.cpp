@@ -53,19 +53,34 @@ void AppendUnsigned(std::string& out, uint64_t value) {
 
 }  // namespace
 
-RequestStore::RequestStore(std::string metric_prefix)
-    : requests_name_(metric_prefix + "_requests_total"),
-      duration_name_(metric_prefix + "_request_duration_seconds") {}
+RequestStore::RequestStore(std::string metric_prefix) {
+  SetMetricPrefix(metric_prefix);
+}
 
-RequestStore::Series& RequestStore::AddSeries(std::string labels, const std::vector<double>* bounds,
-                                              const std::vector<std::string>* bound_texts) {
+void RequestStore::SetMetricPrefix(const std::string& metric_prefix) {
   std::lock_guard lock(mutex_);
-  Series& series = series_.emplace_back();
+  requests_name_ = metric_prefix + "_requests_total";
+  duration_name_ = metric_prefix + "_request_duration_seconds";
+}
+
+RequestStore::Series& RequestStore::AddSeries(const void* owner, std::string labels,
+                                              const std::vector<double>* bounds,
+                                              const std::vector<std::string>* bound_texts) {
+  auto added = std::make_unique<Series>();
+  Series& series = *added;
+  series.owner = owner;
   series.labels = std::move(labels);
   series.bounds = bounds;
   series.bound_texts = bound_texts;
   series.bucket_counts = std::make_unique<std::atomic<uint64_t>[]>(bounds->size() + 1);
+  std::lock_guard lock(mutex_);
+  series_.push_back(std::move(added));
   return series;
+}
+
+void RequestStore::RemoveSeriesOf(const void* owner) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(series_, [owner](const auto& series) { return series->owner == owner; });
 }
 
 namespace {
@@ -93,7 +108,8 @@ void RequestStore::RenderText(std::string& out) const {
   out.reserve(out.size() + series_.size() * 160);
   out += "# HELP " + requests_name_ + " HTTP requests served, from the service's access log.\n";
   out += "# TYPE " + requests_name_ + " counter\n";
-  for (const Series& series : series_) {
+  for (const auto& entry : series_) {
+    const Series& series = *entry;
     AppendSampleStart(out, requests_name_, "", series.labels);
     AppendUnsigned(out, series.requests.load(std::memory_order_relaxed));
     out += '\n';
@@ -101,7 +117,8 @@ void RequestStore::RenderText(std::string& out) const {
   out += "# HELP " + duration_name_ +
          " HTTP request duration in seconds, from the service's access log.\n";
   out += "# TYPE " + duration_name_ + " histogram\n";
-  for (const Series& series : series_) {
+  for (const auto& entry : series_) {
+    const Series& series = *entry;
     if (!series.has_histogram.load(std::memory_order_acquire)) continue;
     uint64_t cumulative = 0;
     const std::size_t buckets = series.bounds->size();
@@ -131,6 +148,10 @@ RequestMetrics::RequestMetrics(RequestStore& store, std::string service,
   }
 }
 
+RequestMetrics::~RequestMetrics() {
+  store_.RemoveSeriesOf(this);
+}
+
 RequestStore::Series& RequestMetrics::Lookup(HttpMethod method, uint32_t path_id,
                                              const std::string& path_label, int status) {
   const uint64_t key = (uint64_t(path_id) << 16) | (uint64_t(method) << 10) | uint64_t(status);
@@ -145,7 +166,7 @@ RequestStore::Series& RequestMetrics::Lookup(HttpMethod method, uint32_t path_id
     labels += "\",status_code=\"";
     labels += std::to_string(status);
     labels += '"';
-    it->second = &store_.AddSeries(std::move(labels), &bounds_, &bound_texts_);
+    it->second = &store_.AddSeries(this, std::move(labels), &bounds_, &bound_texts_);
   }
   return *it->second;
 }

@@ -13,7 +13,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -28,12 +27,14 @@ namespace fastapi_exporter::access_log {
 class RequestStore final : public TextSource {
  public:
   explicit RequestStore(std::string metric_prefix);
+  void SetMetricPrefix(const std::string& metric_prefix);
 
   // Appends both families in the Prometheus text format (nothing if there is no series).
   void RenderText(std::string& out) const override;
 
   struct Series {
-    std::string labels;  // service="...",method="...",path="...",status_code="..."
+    const void* owner = nullptr;  // the RequestMetrics that created it
+    std::string labels;           // service="...",method="...",path="...",status_code="..."
     const std::vector<double>* bounds = nullptr;
     const std::vector<std::string>* bound_texts = nullptr;
     std::atomic<uint64_t> requests{0};
@@ -45,20 +46,25 @@ class RequestStore final : public TextSource {
   };
 
   // Called by the writer thread only.
-  Series& AddSeries(std::string labels, const std::vector<double>* bounds,
+  Series& AddSeries(const void* owner, std::string labels, const std::vector<double>* bounds,
                     const std::vector<std::string>* bound_texts);
+  // Drops every series of one owner (a service removed or reconfigured).
+  void RemoveSeriesOf(const void* owner);
 
  private:
   std::string requests_name_;
   std::string duration_name_;
   mutable std::mutex mutex_;
-  std::deque<Series> series_;  // stable addresses
+  std::vector<std::unique_ptr<Series>> series_;  // stable addresses
 };
 
 // The requests of one service, recorded into a store.
 class RequestMetrics {
  public:
   RequestMetrics(RequestStore& store, std::string service, std::vector<double> buckets);
+  ~RequestMetrics();  // its series leave the store
+  RequestMetrics(const RequestMetrics&) = delete;
+  RequestMetrics& operator=(const RequestMetrics&) = delete;
 
   // Requests without a duration (uvicorn's access log) count in the counter only; a label set
   // shows a histogram once a request with a duration was recorded.

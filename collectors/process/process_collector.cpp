@@ -73,6 +73,7 @@ struct CachedLimit {
 
 struct Service {
   std::string name;
+  config::ProcessSelector selector;
   std::map<std::pair<pid_t, uint64_t>, CachedLimit> limits;
   std::unique_ptr<ProcessFinder> finder;
   bool include_children = true;
@@ -121,13 +122,29 @@ ProcessCollector::ProcessCollector(const std::vector<config::ServiceConfig>& ser
   if (ProcFs::ReadFile(state_->procfs.proc_root() + "/stat", text) == ReadStatus::kOk) {
     state_->boot_time = ParseBootTime(text);
   }
+  Reconfigure(services);
+}
+
+void ProcessCollector::Reconfigure(const std::vector<config::ServiceConfig>& services) {
+  std::lock_guard lock(mutex_);
+  std::vector<Service> kept;
   for (const auto& config : services) {
+    auto old = std::find_if(state_->services.begin(), state_->services.end(), [&](const auto& s) {
+      return s.name == config.name && s.selector == config.process;
+    });
+    if (old != state_->services.end()) {
+      kept.push_back(std::move(*old));
+      state_->services.erase(old);
+      continue;
+    }
     Service service;
     service.name = config.name;
+    service.selector = config.process;
     service.finder = std::make_unique<ProcessFinder>(config.process, state_->procfs);
     service.include_children = config.process.children;
-    state_->services.push_back(std::move(service));
+    kept.push_back(std::move(service));
   }
+  state_->services = std::move(kept);
 }
 
 ProcessCollector::~ProcessCollector() = default;

@@ -28,6 +28,10 @@ class ProcessCollector : public prometheus::Collectable {
                    ProcessCollectorOptions options);
   ~ProcessCollector() override;
 
+  // Applies a new list of services. A service whose name and process selector are unchanged
+  // keeps its state, so its counters continue; the others start afresh or disappear.
+  void Reconfigure(const std::vector<config::ServiceConfig>& services);
+
   // Safe to call from several scraping threads at once; calls are serialised.
   std::vector<prometheus::MetricFamily> Collect() const override;
 

@@ -1,0 +1,165 @@
+"""SIGHUP: a broken config changes nothing; a good one applies without a restart and keeps
+the counters of what did not change."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+from exporter import Exporter, PYTHON, kill_tree, wait_until
+
+
+def json_line(i, path="/api/items/{}"):
+    return ('{"endpoint":"' + path.format(i) + '","method":"GET","status_code":200,'
+            '"duration_ms":5}\n')
+
+
+def api_service(logs, routes="/api/items/{item_id}"):
+    return f"""
+  - name: api
+    access_logs:
+      - path: {logs}/api.log
+        start_at: beginning
+    routes:
+      - {routes}
+"""
+
+
+def web_service(logs, pid):
+    return f"""
+  - name: web
+    process:
+      pid: {pid}
+    access_logs:
+      - path: {logs}/web.log
+        start_at: beginning
+"""
+
+
+def config(tmp_path, services):
+    return f"positions_file: {tmp_path}/positions.yaml\nservices:{services}"
+
+
+def counted(samples, service):
+    return sum(value for (name, labels), value in samples.items()
+               if name == "fastapi_requests_total" and ("service", service) in labels)
+
+
+def has_series(samples, service):
+    return any(("service", service) in labels for (_, labels) in samples)
+
+
+def append(path, start, count, pattern="/api/items/{}"):
+    with open(path, "a") as f:
+        for i in range(start, start + count):
+            f.write(json_line(i, pattern))
+
+
+def reload_metric(exporter):
+    return exporter.value("fastapi_exporter_config_last_reload_successful")
+
+
+def test_broken_reload_keeps_old_config_and_good_reload_keeps_unchanged_counters(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    append(logs / "api.log", 0, 5)
+    sleeper = subprocess.Popen([PYTHON, "-c", "import time; time.sleep(600)"])
+    exporter = Exporter(tmp_path, config(tmp_path, api_service(logs))).start()
+    try:
+        pid = exporter.process.pid
+        wait_until(lambda: counted(exporter.scrape(), "api") == 5, what="first lines")
+        assert reload_metric(exporter) == 1
+        first_success = exporter.value(
+            "fastapi_exporter_config_last_reload_success_timestamp_seconds")
+        assert first_success > 0
+
+        # Broken YAML: still serving, on the old config, and the metric says so.
+        exporter.config_path.write_text(
+            config(tmp_path, api_service(logs)) + "  - name: [unclosed\n")
+        exporter.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: reload_metric(exporter) == 0, what="failed reload reported")
+        assert exporter.process.pid == pid and exporter.process.poll() is None
+        log_text = exporter.log_path.read_text()
+        assert re.search(r"config\.yaml:\d+:\d+: invalid YAML", log_text), log_text
+        assert "still running on the previous configuration" in log_text
+        append(logs / "api.log", 5, 3)
+        wait_until(lambda: counted(exporter.scrape(), "api") == 8, what="old config still counts")
+        assert not has_series(exporter.scrape(), "web")
+
+        # Valid YAML, invalid config (a service without selector): refused the same way.
+        exporter.config_path.write_text(
+            config(tmp_path, api_service(logs)) + "  - name: nothing-to-find\n")
+        exporter.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: "services[1]" in exporter.log_path.read_text(),
+                   what="the problem named by key")
+        assert reload_metric(exporter) == 0
+
+        # Good config adding a service: its series appear, api's counters keep their values.
+        exporter.config_path.write_text(
+            config(tmp_path, api_service(logs) + web_service(logs, sleeper.pid)))
+        append(logs / "web.log", 0, 4, "/index/{}")
+        exporter.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: reload_metric(exporter) == 1, what="good reload reported")
+        assert exporter.process.pid == pid
+        assert exporter.value("fastapi_exporter_config_last_reload_success_timestamp_seconds") \
+            >= first_success
+        wait_until(lambda: counted(exporter.scrape(), "web") == 4, what="new service counted")
+        samples = exporter.scrape()
+        assert counted(samples, "api") == 8  # not reset, not read again
+        assert samples[("fastapi_exporter_log_lines_total",
+                        frozenset({("service", "api"), ("source", f"{logs}/api.log")}))] == 8
+        assert samples[("process_processes", frozenset({("service", "web")}))] == 1
+        assert samples[("fastapi_requests_total", frozenset({
+            ("service", "api"), ("method", "GET"), ("path", "/api/items/{item_id}"),
+            ("status_code", "200")}))] == 8
+        append(logs / "api.log", 8, 2)
+        wait_until(lambda: counted(exporter.scrape(), "api") == 10, what="api goes on")
+
+        # Changing api's routes resets its request series (their labels change) but not its
+        # position: the 10 lines already read are not counted again.
+        exporter.config_path.write_text(config(
+            tmp_path, api_service(logs, "/api/items/{id}") + web_service(logs, sleeper.pid)))
+        exporter.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: exporter.log_path.read_text().count("reloaded") == 2,
+                   what="second good reload")
+        append(logs / "api.log", 10, 1)
+        wait_until(lambda: counted(exporter.scrape(), "api") == 1, what="only the new line")
+        samples = exporter.scrape()
+        assert ("fastapi_requests_total", frozenset({
+            ("service", "api"), ("method", "GET"), ("path", "/api/items/{id}"),
+            ("status_code", "200")})) in samples
+        assert counted(samples, "web") == 4
+
+        # Removing a service removes every series of it.
+        exporter.config_path.write_text(config(tmp_path, api_service(logs, "/api/items/{id}")))
+        exporter.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: not has_series(exporter.scrape(), "web"), what="web gone")
+        assert counted(exporter.scrape(), "api") == 1
+        assert exporter.stop() == 0
+        assert os.path.exists(tmp_path / "positions.yaml")
+    finally:
+        exporter.stop()
+        kill_tree(sleeper)
+
+
+def test_reload_that_names_a_missing_log_keeps_serving(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    append(logs / "api.log", 0, 2)
+    with Exporter(tmp_path, config(tmp_path, api_service(logs))) as exporter:
+        wait_until(lambda: counted(exporter.scrape(), "api") == 2, what="first lines")
+        exporter.config_path.write_text(config(
+            tmp_path, api_service(logs) + f"""
+  - name: other
+    access_logs:
+      - path: {tmp_path}/no-such-folder/access.log
+"""))
+        exporter.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: reload_metric(exporter) == 1 and
+                   "reloaded" in exporter.log_path.read_text(), what="reload")
+        time.sleep(0.3)
+        append(logs / "api.log", 2, 1)
+        wait_until(lambda: counted(exporter.scrape(), "api") == 3, what="still counting")
+        assert exporter.value("fastapi_exporter_log_files", service="other",
+                              source=f"{tmp_path}/no-such-folder/access.log") == 0
