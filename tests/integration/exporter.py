@@ -1,12 +1,14 @@
 """Helpers to run the real fastapi-exporter binary and read what it serves."""
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -177,3 +179,49 @@ def start_example_app(access_log, workers=2, service="fastapi-backend"):
         kill_tree(app)
         raise
     return app, url
+
+
+class Prometheus:
+    """A real Prometheus on a free loopback port scraping the exporter every second;
+    `scrape_extra` is added to the scrape config (scheme, tls_config, basic_auth)."""
+
+    def __init__(self, tmp_path, exporter_port, scrape_extra=""):
+        self.port = free_port()
+        config = tmp_path / "prometheus.yml"
+        config.write_text(f"""
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: fastapi-exporter
+    static_configs:
+      - targets: ["127.0.0.1:{exporter_port}"]
+{scrape_extra}""")
+        self.log = open(tmp_path / "prometheus.log", "wb")
+        self.process = subprocess.Popen(
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path}/tsdb",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(self._ready, timeout=30, what="prometheus ready")
+
+    def _ready(self):
+        assert self.process.poll() is None, "prometheus exited"
+        try:
+            return http_get(f"http://127.0.0.1:{self.port}/-/ready", timeout=1)[0] == 200
+        except OSError:
+            return False
+
+    def query(self, expr, at=None):
+        params = {"query": expr}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        status, _, body = http_get(f"http://127.0.0.1:{self.port}/api/v1/query?"
+                                   + urllib.parse.urlencode(params))
+        answer = json.loads(body)
+        assert status == 200 and answer["status"] == "success", (expr, body)
+        return [(r["metric"], float(r["value"][1])) for r in answer["data"]["result"]]
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()

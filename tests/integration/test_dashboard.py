@@ -8,11 +8,10 @@ import os
 import re
 import subprocess
 import time
-import urllib.parse
 
 import pytest
 
-from exporter import (SOURCE, Exporter, descendants, free_port, http_get, kill_tree,
+from exporter import (SOURCE, Exporter, Prometheus, descendants, http_get, kill_tree,
                       read_proc_rss, start_example_app, wait_until)
 
 GRAFANA = os.path.join(SOURCE, "grafana")
@@ -120,49 +119,6 @@ def test_prometheus_config_passes_promtool(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # End to end on a real Prometheus
-
-class Prometheus:
-    def __init__(self, tmp_path, exporter_port):
-        self.port = free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(f"""
-global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: fastapi-exporter
-    static_configs:
-      - targets: ["127.0.0.1:{exporter_port}"]
-""")
-        self.log = open(tmp_path / "prometheus.log", "wb")
-        self.process = subprocess.Popen(
-            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path}/tsdb",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(self._ready, timeout=30, what="prometheus ready")
-
-    def _ready(self):
-        assert self.process.poll() is None, "prometheus exited"
-        try:
-            return http_get(f"http://127.0.0.1:{self.port}/-/ready", timeout=1)[0] == 200
-        except OSError:
-            return False
-
-    def query(self, expr, at=None):
-        params = {"query": expr}
-        if at is not None:
-            params["time"] = f"{at:.3f}"
-        status, _, body = http_get(f"http://127.0.0.1:{self.port}/api/v1/query?"
-                                   + urllib.parse.urlencode(params))
-        answer = json.loads(body)
-        assert status == 200 and answer["status"] == "success", (expr, body)
-        return [(r["metric"], float(r["value"][1])) for r in answer["data"]["result"]]
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.log.close()
-
 
 def substitute(expr, window_seconds):
     window = f"{int(math.ceil(window_seconds))}s"
