@@ -65,6 +65,7 @@ class Exporter:
         self.args = [BIN, f"--config.file={self.config_path}",
                      f"--web.listen-address=127.0.0.1:{self.port}", *extra_args]
         self.process = None
+        self.env = None  # environment of the daemon; None: this one
 
     @property
     def url(self):
@@ -72,7 +73,8 @@ class Exporter:
 
     def start(self):
         self.log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT,
+                                        env=self.env)
         wait_until(self._healthy, what="exporter /healthz")
         return self
 

@@ -7,7 +7,9 @@ import signal
 import subprocess
 import time
 
-from exporter import Exporter, PYTHON, kill_tree, wait_until
+import pytest
+
+from exporter import Exporter, PYTHON, free_port, http_get, kill_tree, wait_until
 
 
 def json_line(i, path="/api/items/{}"):
@@ -163,3 +165,28 @@ def test_reload_that_names_a_missing_log_keeps_serving(tmp_path):
         wait_until(lambda: counted(exporter.scrape(), "api") == 3, what="still counting")
         assert exporter.value("fastapi_exporter_log_files", service="other",
                               source=f"{tmp_path}/no-such-folder/access.log") == 0
+
+
+def test_reload_moves_the_listener(tmp_path):
+    def config_on(port):
+        return (f"web:\n  listen_address: 127.0.0.1:{port}\n"
+                f"positions_file: {tmp_path}/positions.yaml\nservices: []\n")
+    first, second = free_port(), free_port()
+    exporter = Exporter(tmp_path, config_on(first))
+    # The address comes from the file here, not from the flag (which would override it).
+    exporter.args = [a for a in exporter.args if not a.startswith("--web.listen-address")]
+    exporter.port = first
+    with exporter:
+        exporter.config_path.write_text(config_on(second))
+        exporter.process.send_signal(signal.SIGHUP)
+
+        def serves_on_second():
+            try:
+                return http_get(f"http://127.0.0.1:{second}/healthz", timeout=1)[0] == 200
+            except OSError:
+                return False
+        wait_until(serves_on_second, what="listening on the new address")
+        with pytest.raises(OSError):
+            http_get(f"http://127.0.0.1:{first}/healthz", timeout=1)
+        exporter.port = second
+        assert reload_metric(exporter) == 1
