@@ -5,7 +5,7 @@ BUILD_ASAN ?= build-asan
 CONFIG     ?= examples/demo.yaml
 CMAKE_ARGS ?=
 
-.PHONY: run test build build-asan bench deps deps-test clean
+.PHONY: run test build build-asan bench package deps deps-test clean
 
 deps:
 	@packaging/install-deps.sh
@@ -33,6 +33,10 @@ test: deps-test
 	$(MAKE) build-asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(BUILD_ASAN) --output-on-failure --timeout 900
+
+# The Debian package: build/fastapi-exporter_<version>_<arch>.deb (see docs/running.md).
+package: build
+	cd $(BUILD) && cpack -G DEB
 
 # Every row of docs/BENCHMARKS.md, beside mtail and process-exporter (several minutes).
 bench: build

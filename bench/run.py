@@ -397,6 +397,58 @@ def bench_render():
            medians["BM_RenderPrometheusCpp"], "ms", False, "<= 3 ms")
 
 
+def bench_stop(folder, logs):
+    """SIGTERM to exit while lines are written at 10k/s: after a scrape on a connection that
+    was closed, and with a scraper holding an idle keep-alive connection (the HTTP server's
+    worst case)."""
+    if not selected("stop"):
+        return
+    import http.client
+    import threading
+    with open(os.path.join(logs, "access.log"), "rb") as src:
+        lines = src.readlines()[:100_000]
+    times = {}
+    for who, keep_alive in (("exporter", False), ("exporter", True), ("mtail", True)):
+        samples = []
+        for _ in range(3 if QUICK else 10):
+            log = os.path.join(folder, f"stop-{who}.log")
+            open(log, "w").close()
+            daemon, url = (start_exporter(folder, nginx_service(log)) if who == "exporter"
+                           else start_mtail(folder, log))
+            stop = threading.Event()
+
+            def write():
+                with open(log, "ab", buffering=0) as dst:
+                    tick = 0
+                    while not stop.is_set():
+                        dst.write(b"".join(lines[(tick % 1000) * 10:(tick % 1000 + 1) * 10]))
+                        tick += 1
+                        time.sleep(0.001)
+            writer = threading.Thread(target=write)
+            writer.start()
+            host, port = url.split("/")[2].split(":")
+            scraper = http.client.HTTPConnection(host, int(port), timeout=5)
+            scraper.request("GET", "/metrics")
+            scraper.getresponse().read()
+            if not keep_alive:
+                scraper.close()
+            time.sleep(0.3)
+            start = time.monotonic()
+            daemon.process.send_signal(signal.SIGTERM)
+            daemon.process.wait(30)
+            samples.append(time.monotonic() - start)
+            stop.set()
+            writer.join()
+            scraper.close()
+        times[(who, keep_alive)] = samples
+        print(f"  stop {who}{' (keep-alive scraper)' if keep_alive else ''}: "
+              f"{', '.join(f'{t * 1000:.0f} ms' for t in samples)}", flush=True)
+    report("stop", "SIGTERM to exit while writing lines (max)", max(times[("exporter", False)]),
+           None, "s", False, "<= 2 s")
+    report("stop_keep_alive", "the same with an idle keep-alive scraper (max)",
+           max(times[("exporter", True)]), max(times[("mtail", True)]), "s", False, "<= 2 s")
+
+
 def bench_app_cost(folder):
     if not selected("app_cost"):
         return
@@ -456,6 +508,7 @@ def main():
         bench_process(folder)
         bench_rss(folder, logs)
         bench_cardinality(folder)
+        bench_stop(folder, logs)
         bench_app_cost(folder)
     with open(os.path.join(ROOT, "build", "bench-results.json"), "w") as f:
         json.dump(results, f, indent=2)

@@ -113,9 +113,9 @@ void HttpServer::Stop() {
     stopped = true;
   });
   // Until mg_stop returns: its first step sets the stop flag, the next poll return sees it.
-  for (int attempt = 0; attempt < 100 && !stopped; ++attempt) {
+  for (int attempt = 0; attempt < 400 && !stopped; ++attempt) {
     WakeListener();
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   stopper.join();
   context_ = nullptr;
