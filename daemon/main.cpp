@@ -89,10 +89,30 @@ std::string LandingPage(const fe::config::Config& config) {
 }
 
 // Prints every problem of the file as "file:line:column: key: message".
-void PrintErrors(const std::string& file, const fe::config::LoadResult& result) {
-  for (const auto& error : result.errors) {
+void PrintErrors(const std::string& file, const std::vector<fe::config::ConfigError>& errors) {
+  for (const auto& error : errors) {
     std::cerr << fe::config::FormatError(file, error) << "\n";
   }
+}
+
+// Logs each problem of a file as "file:line:column: key: message"; returns a one-line summary.
+std::string LogProblems(const std::string& file,
+                        const std::vector<fe::config::ConfigError>& errors) {
+  for (const auto& error : errors) spdlog::error("{}", fe::config::FormatError(file, error));
+  return file + " has " + std::to_string(errors.size()) + " problem(s), logged above";
+}
+
+// Reads --web.config.file, if given (no file: plain HTTP, no authentication).
+bool LoadWebSecurity(const std::string& file, fe::config::WebSecurityConfig& out,
+                     std::string& problem) {
+  if (file.empty()) return true;
+  fe::config::WebConfigResult web = fe::config::LoadWebConfigFile(file);
+  if (!web.ok()) {
+    problem = LogProblems(file, web.errors);
+    return false;
+  }
+  out = std::move(web.config);
+  return true;
 }
 
 // Applies the command-line overrides and checks what the config file cannot check alone.
@@ -122,16 +142,7 @@ class Daemon {
       return 1;
     }
     fe::config::WebSecurityConfig web_security;
-    if (!flags_.web_config_file.empty()) {
-      fe::config::WebConfigResult web = fe::config::LoadWebConfigFile(flags_.web_config_file);
-      if (!web.ok()) {
-        for (const auto& error : web.errors) {
-          spdlog::error("{}", fe::config::FormatError(flags_.web_config_file, error));
-        }
-        return 1;
-      }
-      web_security = std::move(web.config);
-    }
+    if (!LoadWebSecurity(flags_.web_config_file, web_security, problem)) return 1;
     if (config.services.empty()) {
       spdlog::warn("{} configures no services: only the exporter's own metrics are served",
                    flags_.config_file);
@@ -249,28 +260,13 @@ class Daemon {
   bool ReloadFrom(std::string& problem) {
     fe::config::LoadResult loaded = fe::config::LoadConfigFile(flags_.config_file);
     if (!loaded.ok()) {
-      for (const auto& error : loaded.errors) {
-        spdlog::error("{}", fe::config::FormatError(flags_.config_file, error));
-      }
-      problem = flags_.config_file + " has " + std::to_string(loaded.errors.size()) +
-                " problem(s), logged above";
+      problem = LogProblems(flags_.config_file, loaded.errors);
       return false;
     }
     fe::config::Config config = std::move(loaded.config);
     if (!Finish(flags_, config, problem)) return false;
     fe::config::WebSecurityConfig web_security;
-    if (!flags_.web_config_file.empty()) {
-      fe::config::WebConfigResult web = fe::config::LoadWebConfigFile(flags_.web_config_file);
-      if (!web.ok()) {
-        for (const auto& error : web.errors) {
-          spdlog::error("{}", fe::config::FormatError(flags_.web_config_file, error));
-        }
-        problem = flags_.web_config_file + " has " + std::to_string(web.errors.size()) +
-                  " problem(s), logged above";
-        return false;
-      }
-      web_security = std::move(web.config);
-    }
+    if (!LoadWebSecurity(flags_.web_config_file, web_security, problem)) return false;
     // The listener changes only when it has to: a scrape in flight is not cut for nothing.
     const bool restart_server = config.web.listen_address != running_.web.listen_address ||
                                 config.web.telemetry_path != running_.web.telemetry_path ||
@@ -448,21 +444,19 @@ int main(int argc, char** argv) {
   }
   fe::config::LoadResult loaded = fe::config::LoadConfigFile(flags.config_file);
   if (flags.check_config) {
-    PrintErrors(flags.config_file, loaded);
+    PrintErrors(flags.config_file, loaded.errors);
     bool ok = loaded.ok();
     if (!flags.web_config_file.empty()) {
       const fe::config::WebConfigResult web = fe::config::LoadWebConfigFile(flags.web_config_file);
-      for (const auto& error : web.errors) {
-        std::cerr << fe::config::FormatError(flags.web_config_file, error) << "\n";
-      }
+      PrintErrors(flags.web_config_file, web.errors);
       ok = ok && web.ok();
     }
     if (!ok) return 1;
-    std::cout << flags.config_file << ": OK (" << loaded.config.services.size() << " services)\n";
+    std::cout << flags.config_file << ": OK (" << loaded.config.services.size() << " service(s))\n";
     return 0;
   }
   if (!loaded.ok()) {
-    PrintErrors(flags.config_file, loaded);
+    PrintErrors(flags.config_file, loaded.errors);
     spdlog::error("invalid configuration in {}: {} problem(s), not starting", flags.config_file,
                   loaded.errors.size());
     return 1;

@@ -98,12 +98,25 @@ def serial_of(pki, name):
     return out.strip().split("=")[1].upper()
 
 
-def test_prometheus_scrapes_over_https_with_basic_auth(tmp_path, pki):
+def start_https_exporter(tmp_path, pki):
+    """The exporter with web.yml (returned too, to rewrite), once it answers over HTTPS."""
     web = tmp_path / "web.yml"
     web.write_text(web_config(pki))
     exporter = Exporter(tmp_path, config(tmp_path), [f"--web.config.file={web}"])
-    exporter._healthy = lambda: _https_healthy(exporter, pki)
-    exporter.start()
+
+    def healthy():
+        if exporter.process.poll() is not None:
+            raise AssertionError(exporter.log_path.read_text())
+        try:
+            return https_get(exporter.port, "/healthz", pki)[0] == 200
+        except OSError:
+            return False
+    exporter._healthy = healthy
+    return exporter.start(), web
+
+
+def test_prometheus_scrapes_over_https_with_basic_auth(tmp_path, pki):
+    exporter, _ = start_https_exporter(tmp_path, pki)
     prometheus = None
     try:
         prometheus = Prometheus(tmp_path, exporter.port, f"""    scheme: https
@@ -147,21 +160,8 @@ def test_prometheus_scrapes_over_https_with_basic_auth(tmp_path, pki):
         exporter.stop()
 
 
-def _https_healthy(exporter, pki):
-    if exporter.process.poll() is not None:
-        raise AssertionError(exporter.log_path.read_text())
-    try:
-        return https_get(exporter.port, "/healthz", pki)[0] == 200
-    except OSError:
-        return False
-
-
 def test_certificate_rotation_and_web_config_reload(tmp_path, pki):
-    web = tmp_path / "web.yml"
-    web.write_text(web_config(pki))
-    exporter = Exporter(tmp_path, config(tmp_path), [f"--web.config.file={web}"])
-    exporter._healthy = lambda: _https_healthy(exporter, pki)
-    exporter.start()
+    exporter, web = start_https_exporter(tmp_path, pki)
     try:
         assert https_get(exporter.port, "/metrics", pki, "prometheus", PASSWORD)[3] == \
             serial_of(pki, "server")
