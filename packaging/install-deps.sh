@@ -17,7 +17,7 @@ test_deps=(
   python3-fastapi python3-uvicorn # the example FastAPI app, run with /usr/bin/python3
   python3-pytest python3-prometheus-client
   curl procps openssl             # test certificates
-  lintian systemd                 # package checks: lintian, systemd-analyze verify
+  lintian systemd strace          # package checks: lintian, systemd-analyze; the unit's syscall filter
 )
 
 bench_deps=(mtail prometheus-process-exporter wrk)  # the peers measured beside the exporter

@@ -1,0 +1,102 @@
+"""The systemd unit's system-call filter against the calls the daemon really makes.
+
+SystemCallFilter= in systemd/fastapi-exporter.service forbids every call outside its sets
+(with EPERM): a call the daemon needs and the filter forbids would break it only when
+installed. The daemon runs under strace through every path (process and access-log
+collection, HTTPS with basic auth, a scrape, a reload, a stop) and each call it made is
+checked against the sets, as systemd-analyze expands them."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+
+import pytest
+
+from exporter import SOURCE, Exporter, descendants, wait_until
+from test_web_security import PASSWORD, https_get, make_ca, make_cert, web_config
+
+UNIT = os.path.join(SOURCE, "systemd", "fastapi-exporter.service")
+
+
+def expand(name, cache={}):
+    """The system calls of a set such as @system-service, groups expanded."""
+    if not name.startswith("@"):
+        return {name}
+    if name not in cache:
+        out = subprocess.run(["systemd-analyze", "syscall-filter", name], check=True,
+                             capture_output=True, text=True).stdout
+        calls = set()
+        for line in out.splitlines()[1:]:
+            word = line.strip()
+            if word and not word.startswith("#"):
+                calls |= expand(word)
+        cache[name] = calls
+    return cache[name]
+
+
+def allowed_by_unit():
+    allowed, denied = set(), set()
+    for line in open(UNIT):
+        match = re.match(r"SystemCallFilter=(~?)(.*)", line.strip())
+        if match:
+            calls = set().union(*(expand(word) for word in match.group(2).split()))
+            (denied if match.group(1) else allowed).update(calls)
+    assert allowed, "the unit has no SystemCallFilter allow list"
+    return allowed - denied
+
+
+@pytest.mark.skipif(not shutil.which("strace") or not shutil.which("systemd-analyze"),
+                    reason="needs strace and systemd-analyze")
+def test_the_daemon_makes_no_call_its_unit_forbids(tmp_path):
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    make_ca(pki, "ca")
+    make_cert(pki, "server", "ca")
+    web = tmp_path / "web.yml"
+    web.write_text(web_config(pki))
+    log = tmp_path / "access.log"
+    log.write_text("")
+    config = f"""positions_file: {tmp_path}/positions.yaml
+services:
+  - name: self
+    process:
+      pid: {os.getpid()}
+      children: false
+    access_logs:
+      - path: {log}
+"""
+    trace = tmp_path / "strace.txt"
+    exporter = Exporter(tmp_path, config, [f"--web.config.file={web}"])
+    exporter.args = ["strace", "-f", "-qq", "-o", str(trace), *exporter.args]
+
+    def healthy():
+        assert exporter.process.poll() is None, exporter.log_path.read_text()
+        try:
+            return https_get(exporter.port, "/healthz", pki)[0] == 200
+        except OSError:
+            return False
+    exporter._healthy = healthy
+    exporter.start()
+    daemon = descendants(exporter.process.pid)[1]  # strace's child
+    try:
+        with open(log, "a") as f:
+            f.write('{"endpoint":"/a/1","method":"GET","status_code":200,"duration_ms":5}\n')
+
+        def scraped():
+            status, _, body, _ = https_get(exporter.port, "/metrics", pki, "prometheus", PASSWORD)
+            return status == 200 and b'process_processes{service="self"} 1' in body and \
+                b"fastapi_requests_total{" in body
+        wait_until(scraped, timeout=30, what="a full scrape")
+        os.kill(daemon, signal.SIGHUP)
+        wait_until(lambda: "reloaded" in exporter.log_path.read_text(), what="reload")
+        os.kill(daemon, signal.SIGTERM)
+        assert exporter.process.wait(timeout=30) == 0  # strace exits with its tracee's status
+    finally:
+        if exporter.process.poll() is None:
+            os.kill(daemon, signal.SIGKILL)  # strace would only detach on a signal of its own
+        exporter.stop()
+    used = set(re.findall(r"^\d+\s+(?:<\.\.\. )?([a-z_0-9]+)[( ]", trace.read_text(), re.M))
+    assert {"openat", "read", "accept", "inotify_add_watch"} <= used, sorted(used)  # read right
+    assert sorted(used - allowed_by_unit()) == []
