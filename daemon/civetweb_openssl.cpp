@@ -14,7 +14,10 @@
 // options in daemon/CMakeLists.txt.
 #include <dlfcn.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 
 struct ssl_st;
 struct x509_st;
@@ -26,10 +29,25 @@ extern "C" x509_st* SSL_get_peer_certificate(const ssl_st* ssl) {
   return SSL_get1_peer_certificate(ssl);
 }
 
+namespace {
+
+using DlopenFunction = void* (*)(const char*, int);
+
+// glibc's own dlopen: by its current version, or the architecture's first one.
+DlopenFunction RealDlopen() {
+  for (const char* version : {"GLIBC_2.34", "GLIBC_2.2.5", "GLIBC_2.17", "GLIBC_2.0"}) {
+    if (void* found = dlvsym(RTLD_NEXT, "dlopen", version)) {
+      return reinterpret_cast<DlopenFunction>(found);
+    }
+  }
+  std::fputs("fastapi-exporter: cannot find glibc's dlopen\n", stderr);
+  std::abort();
+}
+
+}  // namespace
+
 extern "C" void* dlopen(const char* file, int mode) {
-  using DlopenFunction = void* (*)(const char*, int);
-  static const auto real_dlopen =
-      reinterpret_cast<DlopenFunction>(dlvsym(RTLD_NEXT, "dlopen", "GLIBC_2.34"));
+  static const DlopenFunction real_dlopen = RealDlopen();
   if (file && (std::strcmp(file, "libssl.so") == 0 || std::strcmp(file, "libcrypto.so") == 0)) {
     return real_dlopen(nullptr, mode);
   }

@@ -184,7 +184,7 @@ int HttpServer::LogMessage(const mg_connection* conn, const char* message) {
   spdlog::debug("http: {}", message);
   // Keep the messages: when starting fails they hold the reason ("cannot bind ...").
   if (auto* self = static_cast<HttpServer*>(mg_get_user_data(mg_get_context(conn)))) {
-    std::lock_guard lock(self->auth_mutex_);
+    std::lock_guard lock(self->messages_mutex_);
     if (self->library_messages_.size() < 32) self->library_messages_.push_back(message);
   }
   return 1;  // handled: keep civetweb from printing to stderr itself

@@ -60,6 +60,7 @@ class HttpServer {
   HttpServerOptions options_;
   std::mutex auth_mutex_;
   std::shared_ptr<BasicAuth> auth_;
+  std::mutex messages_mutex_;
   std::vector<std::string> library_messages_;  // civetweb's log, for start-up errors
   mg_context* context_ = nullptr;
 };
