@@ -131,6 +131,11 @@ def test_prometheus_scrapes_over_https_with_basic_auth(tmp_path, pki):
             status, headers, _, _ = https_get(exporter.port, "/metrics", pki, user, password)
             assert status == 401
             assert headers["WWW-Authenticate"].startswith("Basic")
+        curl = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %header{www-authenticate}",
+             "--cacert", f"{pki}/ca.crt", "-u", "prometheus:wrong",
+             f"https://127.0.0.1:{exporter.port}/metrics"], capture_output=True, text=True)
+        assert curl.stdout == '401 Basic realm="fastapi-exporter"', curl
         # Plain HTTP to the TLS port: the connection fails, the daemon goes on.
         with pytest.raises((http.client.HTTPException, ConnectionError, socket.timeout)):
             connection = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=5)
