@@ -205,6 +205,14 @@ class SourceState final : public SourceObserver {
     open_errors_->Increment();
     spdlog::warn("cannot open access log {}: {}", path, error);
   }
+  void OnNoFile(const std::string& glob, const std::string& reason) override {
+    if (reason.empty()) {
+      spdlog::info("service {}: access log {} found", service_.name, glob);
+    } else {
+      spdlog::warn("service {}: access log {}: {}; it is read once it appears", service_.name, glob,
+                   reason);
+    }
+  }
   void OnState(uint64_t open_files, uint64_t unread_bytes) override {
     files_->Set(double(open_files));
     bytes_unread_->Set(double(unread_bytes));

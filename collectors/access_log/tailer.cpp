@@ -82,6 +82,7 @@ struct Tailer::Source {
   std::map<Identity, FilePosition> restored;  // saved positions, until their file is opened
   std::set<std::string> known_paths;          // paths read by an earlier run
   std::set<std::string> open_errors;          // paths whose open failed (reported once)
+  std::string no_file_reason;                 // why the glob matched nothing, last reported
   // Rotated siblings (access.log.1, access.log-20261127) by identity: those that were there
   // before we started (never read), and those we read to their end and closed.
   std::set<Identity> preexisting;
@@ -273,7 +274,24 @@ void Tailer::Rescan(Source& source) {
     source.restored.clear();  // files of the last run that are gone for good
   }
   ScanRotatedSiblings(source, seen_paths, first_scan);
-  WatchFolder(std::filesystem::path(source.config.glob).parent_path().string());
+  const std::string folder = std::filesystem::path(source.config.glob).parent_path().string();
+  WatchFolder(folder);
+  ReportNoFile(source, folder, seen_paths.empty());
+}
+
+void Tailer::ReportNoFile(Source& source, const std::string& folder, bool none) {
+  std::string reason;
+  if (none) {
+    const bool folder_is_pattern = folder.find_first_of("*?[") != std::string::npos;
+    if (!folder_is_pattern && ::access(folder.c_str(), R_OK | X_OK) != 0) {
+      reason = "folder " + folder + ": " + std::strerror(errno);
+    } else {
+      reason = "no file matches yet";
+    }
+  }
+  if (reason == source.no_file_reason) return;
+  source.no_file_reason = reason;
+  if (source.config.observer) source.config.observer->OnNoFile(source.config.glob, reason);
 }
 
 namespace {

@@ -53,6 +53,9 @@ class SourceObserver {
   // Called once per path while the problem lasts, not on every retry.
   virtual void OnOpenError(const std::string& path, const std::string& error) = 0;
   virtual void OnState(uint64_t open_files, uint64_t unread_bytes) = 0;
+  // The glob matches no file, and why ("folder /x: No such file or directory"); called when
+  // the reason changes, and with an empty reason once a file matches again.
+  virtual void OnNoFile(const std::string& /*glob*/, const std::string& /*reason*/) {}
 };
 
 struct TailSource {
@@ -105,6 +108,7 @@ class Tailer {
   struct Source;
 
   void Rescan(Source& source);
+  void ReportNoFile(Source& source, const std::string& folder, bool none);
   void OpenFile(Source& source, const std::string& path, const struct stat& st, bool first_scan);
   uint64_t ReadFile(Source& source, File& file);
   void Deliver(File& file, const char* data, std::size_t size, uint64_t start_offset);

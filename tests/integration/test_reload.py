@@ -165,6 +165,14 @@ def test_reload_that_names_a_missing_log_keeps_serving(tmp_path):
         wait_until(lambda: counted(exporter.scrape(), "api") == 3, what="still counting")
         assert exporter.value("fastapi_exporter_log_files", service="other",
                               source=f"{tmp_path}/no-such-folder/access.log") == 0
+        assert (f"service other: access log {tmp_path}/no-such-folder/access.log: folder "
+                f"{tmp_path}/no-such-folder: No such file or directory; it is read once it "
+                "appears") in exporter.log_path.read_text()
+        # And once it appears, it is read.
+        (tmp_path / "no-such-folder").mkdir()
+        append(tmp_path / "no-such-folder" / "access.log", 0, 2)
+        wait_until(lambda: counted(exporter.scrape(), "other") == 2, timeout=20,
+                   what="the log read once it appears")
 
 
 def test_reload_moves_the_listener(tmp_path):
