@@ -198,3 +198,55 @@ def test_reload_moves_the_listener(tmp_path):
             http_get(f"http://127.0.0.1:{first}/healthz", timeout=1)
         exporter.port = second
         assert reload_metric(exporter) == 1
+
+
+def test_reloads_under_load_lose_and_repeat_nothing(tmp_path):
+    """Twenty reloads that add and remove a service while lines are written and scrapes run:
+    the unchanged service ends with exactly the lines written."""
+    import threading
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "api.log").write_text("")
+    sleeper = subprocess.Popen([PYTHON, "-c", "import time; time.sleep(600)"])
+    with_web = config(tmp_path, api_service(logs) + web_service(logs, sleeper.pid))
+    without_web = config(tmp_path, api_service(logs))
+    exporter = Exporter(tmp_path, without_web).start()
+    stop = threading.Event()
+    written = [0]
+    scrapes = [0]
+
+    def write():
+        while not stop.is_set():
+            append(logs / "api.log", written[0], 20)
+            written[0] += 20
+            time.sleep(0.005)
+
+    def scrape():
+        while not stop.is_set():
+            exporter.scrape()
+            scrapes[0] += 1
+    threads = [threading.Thread(target=write), threading.Thread(target=scrape)]
+    for thread in threads:
+        thread.start()
+    try:
+        for i in range(20):
+            exporter.config_path.write_text(with_web if i % 2 == 0 else without_web)
+            exporter.process.send_signal(signal.SIGHUP)
+            wait_until(lambda: exporter.log_path.read_text().count("reloaded") == i + 1,
+                       what=f"reload {i + 1}")
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    try:
+        assert scrapes[0] > 20 and written[0] > 1000
+        wait_until(lambda: counted(exporter.scrape(), "api") == written[0], timeout=20,
+                   what="every line counted once")
+        time.sleep(1.2)
+        assert counted(exporter.scrape(), "api") == written[0]
+        assert not has_series(exporter.scrape(), "web")  # the last config has no web
+        assert exporter.stop() == 0
+    finally:
+        exporter.stop()
+        kill_tree(sleeper)
