@@ -2,10 +2,11 @@
 # (packaging/install-deps.sh is idempotent and does nothing when all are present).
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
+BUILD_TSAN ?= build-tsan
 CONFIG     ?= examples/demo.yaml
 CMAKE_ARGS ?=
 
-.PHONY: run test build build-asan bench package deps deps-test clean
+.PHONY: run test build build-asan build-tsan bench package deps deps-test clean
 
 deps:
 	@packaging/install-deps.sh
@@ -25,7 +26,12 @@ build-asan: deps-test
 	cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTAPI_EXPORTER_SANITIZE=ON
 	cmake --build $(BUILD_ASAN)
 
-# Every test: unit and integration, on the normal build and again under ASan + UBSan.
+build-tsan: deps-test
+	cmake -S . -B $(BUILD_TSAN) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTAPI_EXPORTER_TSAN=ON
+	cmake --build $(BUILD_TSAN)
+
+# Every test: unit and integration, on the normal build, again under ASan + UBSan, and again
+# under TSan (a data race stops the daemon, and so fails its test).
 test: deps-test
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
 	cmake --build $(BUILD)
@@ -33,6 +39,9 @@ test: deps-test
 	$(MAKE) build-asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(BUILD_ASAN) --output-on-failure --timeout 900
+	$(MAKE) build-tsan
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --test-dir $(BUILD_TSAN) --output-on-failure --timeout 900
 
 # The Debian package: build/fastapi-exporter_<version>_<arch>.deb (see docs/running.md).
 package: build
@@ -44,4 +53,4 @@ bench: build
 	/usr/bin/python3 bench/run.py
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN)

@@ -13,6 +13,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <ctime>
+#include <initializer_list>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -22,12 +24,25 @@ namespace {
 
 constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 
+struct Header {
+  const char* name;
+  const char* value;
+};
+
+// Every response goes through here, with its Date header: civetweb would write one with
+// gmtime(), whose shared buffer two workers answering at once overwrite (ThreadSanitizer
+// reports it); with a Date header given, it writes none.
 void SendResponse(mg_connection* conn, int status, const char* content_type,
-                  const std::string& body, const char* content_encoding = nullptr) {
+                  const std::string& body, std::initializer_list<Header> extra = {}) {
+  char date[64] = "";
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  if (gmtime_r(&now, &utc)) std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &utc);
   mg_response_header_start(conn, status);
+  mg_response_header_add(conn, "Date", date, -1);
   mg_response_header_add(conn, "Content-Type", content_type, -1);
   mg_response_header_add(conn, "Content-Length", std::to_string(body.size()).c_str(), -1);
-  if (content_encoding) mg_response_header_add(conn, "Content-Encoding", content_encoding, -1);
+  for (const Header& header : extra) mg_response_header_add(conn, header.name, header.value, -1);
   if (status == 405) mg_response_header_add(conn, "Allow", "GET, HEAD", -1);
   mg_response_header_send(conn);
   const mg_request_info* request = mg_get_request_info(conn);
@@ -101,7 +116,9 @@ bool HttpServer::Start(std::string& error) {
   }
   mg_set_request_handler(context_, options_.telemetry_path.c_str(), HandleMetrics, this);
   mg_set_request_handler(context_, "/healthz$", HandleHealth, this);
-  mg_set_request_handler(context_, "/$", HandleLanding, this);
+  // Last, so that it gets only what the others do not take: every other path answers here
+  // (404), not from civetweb's own error page.
+  mg_set_request_handler(context_, "/", HandleLanding, this);
   return true;
 }
 
@@ -165,12 +182,8 @@ bool HttpServer::Authorized(mg_connection* conn) {
     auth = auth_;
   }
   if (!auth || auth->Allows(mg_get_header(conn, "Authorization"))) return true;
-  mg_response_header_start(conn, 401);
-  mg_response_header_add(conn, "WWW-Authenticate", "Basic realm=\"fastapi-exporter\"", -1);
-  mg_response_header_add(conn, "Content-Type", "text/plain", -1);
-  mg_response_header_add(conn, "Content-Length", "13", -1);
-  mg_response_header_send(conn);
-  mg_write(conn, "Unauthorized\n", 13);
+  SendResponse(conn, 401, "text/plain", "unauthorized\n",
+               {{"WWW-Authenticate", "Basic realm=\"fastapi-exporter\""}});
   return false;
 }
 
@@ -204,7 +217,8 @@ int HttpServer::HandleMetrics(mg_connection* conn, void* self_ptr) {
   }
   const std::string body = self->options_.render_metrics();
   if (AcceptsGzip(mg_get_header(conn, "Accept-Encoding"))) {
-    SendResponse(conn, 200, kMetricsContentType, GzipCompress(body), "gzip");
+    SendResponse(conn, 200, kMetricsContentType, GzipCompress(body),
+                 {{"Content-Encoding", "gzip"}});
   } else {
     SendResponse(conn, 200, kMetricsContentType, body);
   }
@@ -214,6 +228,10 @@ int HttpServer::HandleMetrics(mg_connection* conn, void* self_ptr) {
 int HttpServer::HandleLanding(mg_connection* conn, void* self_ptr) {
   auto* self = static_cast<HttpServer*>(self_ptr);
   if (!self->Authorized(conn)) return 401;
+  if (std::strcmp(mg_get_request_info(conn)->local_uri, "/") != 0) {
+    SendResponse(conn, 404, "text/plain", "not found\n");
+    return 404;
+  }
   if (!IsGetOrHead(conn)) {
     SendResponse(conn, 405, "text/plain", "method not allowed\n");
     return 405;
