@@ -315,16 +315,18 @@ class Daemon {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
       return text;
     };
+    std::shared_ptr<fe::TlsServer> tls;
     if (web_security.tls) {
-      auto tls = std::make_shared<fe::TlsServer>();
+      tls = std::make_shared<fe::TlsServer>();
       if (!tls->Update(*web_security.tls, problem)) return false;
       http.tls = tls;
-      tls_ = std::move(tls);
     }
     auto server = std::make_unique<fe::HttpServer>(std::move(http));
     server->SetBasicAuth(std::make_shared<fe::BasicAuth>(web_security.basic_auth_users));
     if (!server->Start(problem)) return false;
+    // Only now: if starting failed, the running server keeps its own TLS settings.
     server_ = std::move(server);
+    tls_ = std::move(tls);
     return true;
   }
 
