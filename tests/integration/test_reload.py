@@ -250,3 +250,33 @@ def test_reloads_under_load_lose_and_repeat_nothing(tmp_path):
     finally:
         exporter.stop()
         kill_tree(sleeper)
+
+
+def test_reload_to_a_busy_address_keeps_the_old_listener(tmp_path):
+    import socket
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    busy_port = busy.getsockname()[1]
+    first = free_port()
+
+    def config_on(port):
+        return (f"web:\n  listen_address: 127.0.0.1:{port}\n"
+                f"positions_file: {tmp_path}/positions.yaml\nservices: []\n")
+    exporter = Exporter(tmp_path, config_on(first))
+    exporter.args = [a for a in exporter.args if not a.startswith("--web.listen-address")]
+    exporter.port = first
+    try:
+        with exporter:
+            exporter.config_path.write_text(config_on(busy_port))
+            exporter.process.send_signal(signal.SIGHUP)
+            wait_until(lambda: "reload failed" in exporter.log_path.read_text(),
+                       what="refused reload")
+            assert f"cannot listen on 127.0.0.1:{busy_port}" in exporter.log_path.read_text()
+            assert reload_metric(exporter) == 0  # served on the old address
+            # A later good reload still works.
+            exporter.config_path.write_text(config_on(first) + "metric_prefix: web\n")
+            exporter.process.send_signal(signal.SIGHUP)
+            wait_until(lambda: reload_metric(exporter) == 1, what="good reload")
+    finally:
+        busy.close()
