@@ -111,7 +111,7 @@ void ReadUsers(SchemaReader& reader, const SchemaReader::Entry& users_entry,
     if (!item.second.IsScalar() || !IsBcryptHash(item.second.Scalar())) {
       reader.Error(item.first, key,
                    "must be a bcrypt hash ($2y$, $2b$ or $2a$, 60 characters), as "
-                   "`htpasswd -nBC 10 \"\" | tr -d ':\\n'` prints");
+                   "`fastapi-exporter --web.hash-password` prints");
       continue;
     }
     if (!out.emplace(user, item.second.Scalar()).second) {

@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <strings.h>
 
+#include <cerrno>
 #include <cstring>
 #include <memory>
 
@@ -35,6 +36,22 @@ bool DecodeBase64(std::string_view text, std::string& out) {
   decoded.resize(std::size_t(length) - padding);
   out = std::move(decoded);
   return true;
+}
+
+std::string HashPassword(const std::string& password, std::string& error) {
+  char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+  // A null random source: libxcrypt reads the system's (getrandom).
+  if (!crypt_gensalt_rn("$2b$", 10, nullptr, 0, salt, sizeof salt)) {
+    error = std::string("cannot make a bcrypt salt: ") + std::strerror(errno);
+    return {};
+  }
+  auto state = std::make_unique<crypt_data>();
+  const char* hash = crypt_r(password.c_str(), salt, state.get());
+  if (!hash || hash[0] == '*') {
+    error = std::string("cannot hash the password: ") + std::strerror(errno);
+    return {};
+  }
+  return hash;
 }
 
 BasicAuth::BasicAuth(std::map<std::string, std::string> users) : users_(std::move(users)) {}

@@ -34,6 +34,10 @@ class BasicAuth {
   std::set<Digest> verified_;
 };
 
+// A bcrypt hash ($2b$, cost 10, random salt) of `password` for basic_auth_users; empty with
+// `error` set if the system cannot make one.
+std::string HashPassword(const std::string& password, std::string& error);
+
 // Decodes standard base64 (RFC 4648); false on a malformed input.
 bool DecodeBase64(std::string_view text, std::string& out);
 

@@ -41,6 +41,7 @@ struct Flags {
   bool check_config = false;
   bool oneshot = false;
   bool version = false;
+  bool hash_password = false;
 };
 
 std::string VersionLine() {
@@ -428,10 +429,29 @@ int main(int argc, char** argv) {
                "Read every configured access log from its start to its end, print the "
                "resulting metrics to stdout and exit");
   app.add_flag("--version", flags.version, "Print the version and exit");
+  app.add_flag("--web.hash-password", flags.hash_password,
+               "Read a password from standard input, print its bcrypt hash for "
+               "basic_auth_users, and exit");
   CLI11_PARSE(app, argc, argv);
 
   if (flags.version) {
     std::cout << VersionLine() << "\n";
+    return 0;
+  }
+  if (flags.hash_password) {
+    std::string password;
+    std::getline(std::cin, password);
+    if (password.empty()) {
+      std::cerr << "--web.hash-password: no password on standard input\n";
+      return 1;
+    }
+    std::string error;
+    const std::string hash = fe::HashPassword(password, error);
+    if (hash.empty()) {
+      std::cerr << error << "\n";
+      return 1;
+    }
+    std::cout << hash << "\n";
     return 0;
   }
   fe::SetupLogging(flags.log_level, flags.log_format);

@@ -220,6 +220,18 @@ def test_certificate_rotation_and_web_config_reload(tmp_path, pki):
         exporter.stop()
 
 
+def test_hash_password_prints_a_hash_libxcrypt_verifies(tmp_path):
+    exporter = Exporter(tmp_path, config(tmp_path))
+    result = subprocess.run([exporter.args[0], "--web.hash-password"], input="pa ss:word\n",
+                            capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, result.stderr
+    hash_ = result.stdout.strip()
+    assert hash_.startswith("$2b$10$") and crypt.crypt("pa ss:word", hash_) == hash_
+    empty = subprocess.run([exporter.args[0], "--web.hash-password"], input="",
+                           capture_output=True, text=True, timeout=10)
+    assert empty.returncode == 1 and "no password" in empty.stderr
+
+
 def test_missing_certificate_at_start_is_a_clear_error(tmp_path, pki):
     web = tmp_path / "web.yml"
     web.write_text(web_config(pki).replace("server.key", "nope.key"))

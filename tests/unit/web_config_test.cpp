@@ -135,6 +135,20 @@ TEST(BasicAuth, NoUsersMeansNoAuthentication) {
   EXPECT_TRUE(auth.Allows(nullptr));
 }
 
+TEST(BasicAuth, HashPasswordMakesAHashThatVerifies) {
+  std::string error;
+  const std::string hash = HashPassword("correct horse", error);
+  ASSERT_EQ(hash.size(), 60u) << error;
+  EXPECT_EQ(hash.substr(0, 7), "$2b$10$");
+  EXPECT_NE(HashPassword("correct horse", error), hash);  // a new salt each time
+  BasicAuth auth(Users{{"u", hash}});
+  EXPECT_TRUE(auth.Allows(Header("u:correct horse").c_str()));
+  EXPECT_FALSE(auth.Allows(Header("u:correct horse ").c_str()));
+  // And the web config takes it.
+  const auto parsed = config::ParseWebConfig("basic_auth_users:\n  u: '" + hash + "'\n");
+  EXPECT_TRUE(parsed.ok());
+}
+
 TEST(Base64, DecodesWithAndWithoutPadding) {
   std::string out;
   ASSERT_TRUE(DecodeBase64("cHJvbTpzZWNyZXQ=", out));
