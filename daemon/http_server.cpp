@@ -124,6 +124,8 @@ bool HttpServer::Start(std::string& error) {
 
 void HttpServer::Stop() {
   if (!context_) return;
+  // Read before mg_stop starts: it closes the listening sockets and frees the context.
+  const std::vector<ListenerAddress> listeners = ListenerAddresses();
   std::atomic<bool> stopped{false};
   std::thread stopper([&] {
     mg_stop(context_);
@@ -131,43 +133,46 @@ void HttpServer::Stop() {
   });
   // Until mg_stop returns: its first step sets the stop flag, the next poll return sees it.
   for (int attempt = 0; attempt < 400 && !stopped; ++attempt) {
-    WakeListener();
+    for (const ListenerAddress& listener : listeners) {
+      const int fd = ::socket(listener.address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd < 0) continue;
+      [[maybe_unused]] const int rc =
+          ::connect(fd, reinterpret_cast<const sockaddr*>(&listener.address), listener.length);
+      ::close(fd);
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   stopper.join();
   context_ = nullptr;
 }
 
-void HttpServer::WakeListener() {
+std::vector<HttpServer::ListenerAddress> HttpServer::ListenerAddresses() const {
+  std::vector<ListenerAddress> listeners;
   mg_server_port ports[4];
   const int count = mg_get_server_ports(context_, 4, ports);
+  const std::string& host = options_.listen_address.host;
   for (int i = 0; i < count; ++i) {
-    const bool ipv6 = ports[i].protocol == 2;
-    const int fd = ::socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) continue;
-    sockaddr_storage address{};
-    socklen_t length = 0;
-    const std::string& host = options_.listen_address.host;
-    if (ipv6) {
-      auto* in6 = reinterpret_cast<sockaddr_in6*>(&address);
+    ListenerAddress listener{};
+    if (ports[i].protocol == 2) {
+      auto* in6 = reinterpret_cast<sockaddr_in6*>(&listener.address);
       in6->sin6_family = AF_INET6;
       in6->sin6_port = htons(uint16_t(ports[i].port));
       if (host.empty() || ::inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) != 1) {
         in6->sin6_addr = in6addr_loopback;
       }
-      length = sizeof *in6;
+      listener.length = sizeof *in6;
     } else {
-      auto* in4 = reinterpret_cast<sockaddr_in*>(&address);
+      auto* in4 = reinterpret_cast<sockaddr_in*>(&listener.address);
       in4->sin_family = AF_INET;
       in4->sin_port = htons(uint16_t(ports[i].port));
       if (host.empty() || ::inet_pton(AF_INET, host.c_str(), &in4->sin_addr) != 1) {
         in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
       }
-      length = sizeof *in4;
+      listener.length = sizeof *in4;
     }
-    [[maybe_unused]] const int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&address), length);
-    ::close(fd);
+    listeners.push_back(listener);
   }
+  return listeners;
 }
 
 void HttpServer::SetBasicAuth(std::shared_ptr<BasicAuth> auth) {

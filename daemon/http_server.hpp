@@ -2,6 +2,8 @@
 // It knows nothing about metrics: it asks a callback for the exposition text.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -54,8 +56,13 @@ class HttpServer {
   // Answers 401 and returns false when the request lacks valid credentials.
   bool Authorized(mg_connection* conn);
   // civetweb's master thread looks at its stop flag only every 2 s, between polls of the
-  // listening sockets: a connection wakes it, so that stopping takes milliseconds.
-  void WakeListener();
+  // listening sockets: Stop() connects to them to wake it, so that stopping takes
+  // milliseconds. Where to connect:
+  struct ListenerAddress {
+    sockaddr_storage address;
+    socklen_t length;
+  };
+  std::vector<ListenerAddress> ListenerAddresses() const;
 
   HttpServerOptions options_;
   std::mutex auth_mutex_;
