@@ -7,6 +7,7 @@ mtail, prometheus-process-exporter and wrk (make bench installs them).
 Prints one line per row: the exporter's figure, the peer's, and the ratio; writes
 build/bench-results.json. Servers bind to 127.0.0.1 and are stopped by PID.
 """
+import http.client
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -403,8 +405,6 @@ def bench_stop(folder, logs):
     worst case)."""
     if not selected("stop"):
         return
-    import http.client
-    import threading
     with open(os.path.join(logs, "access.log"), "rb") as src:
         lines = src.readlines()[:100_000]
     times = {}

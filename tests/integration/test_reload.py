@@ -4,7 +4,9 @@ the counters of what did not change."""
 import os
 import re
 import signal
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -41,6 +43,12 @@ def web_service(logs, pid):
 
 def config(tmp_path, services):
     return f"positions_file: {tmp_path}/positions.yaml\nservices:{services}"
+
+
+def listening_on(tmp_path, port):
+    """A config without services whose address is in the file (tests omit the flag)."""
+    return (f"web:\n  listen_address: 127.0.0.1:{port}\n"
+            f"positions_file: {tmp_path}/positions.yaml\nservices: []\n")
 
 
 def counted(samples, service):
@@ -176,16 +184,13 @@ def test_reload_that_names_a_missing_log_keeps_serving(tmp_path):
 
 
 def test_reload_moves_the_listener(tmp_path):
-    def config_on(port):
-        return (f"web:\n  listen_address: 127.0.0.1:{port}\n"
-                f"positions_file: {tmp_path}/positions.yaml\nservices: []\n")
     first, second = free_port(), free_port()
-    exporter = Exporter(tmp_path, config_on(first))
+    exporter = Exporter(tmp_path, listening_on(tmp_path, first))
     # The address comes from the file here, not from the flag (which would override it).
     exporter.args = [a for a in exporter.args if not a.startswith("--web.listen-address")]
     exporter.port = first
     with exporter:
-        exporter.config_path.write_text(config_on(second))
+        exporter.config_path.write_text(listening_on(tmp_path, second))
         exporter.process.send_signal(signal.SIGHUP)
 
         def serves_on_second():
@@ -203,7 +208,6 @@ def test_reload_moves_the_listener(tmp_path):
 def test_reloads_under_load_lose_and_repeat_nothing(tmp_path):
     """Twenty reloads that add and remove a service while lines are written and scrapes run:
     the unchanged service ends with exactly the lines written."""
-    import threading
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "api.log").write_text("")
@@ -253,29 +257,25 @@ def test_reloads_under_load_lose_and_repeat_nothing(tmp_path):
 
 
 def test_reload_to_a_busy_address_keeps_the_old_listener(tmp_path):
-    import socket
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
     busy_port = busy.getsockname()[1]
     first = free_port()
 
-    def config_on(port):
-        return (f"web:\n  listen_address: 127.0.0.1:{port}\n"
-                f"positions_file: {tmp_path}/positions.yaml\nservices: []\n")
-    exporter = Exporter(tmp_path, config_on(first))
+    exporter = Exporter(tmp_path, listening_on(tmp_path, first))
     exporter.args = [a for a in exporter.args if not a.startswith("--web.listen-address")]
     exporter.port = first
     try:
         with exporter:
-            exporter.config_path.write_text(config_on(busy_port))
+            exporter.config_path.write_text(listening_on(tmp_path, busy_port))
             exporter.process.send_signal(signal.SIGHUP)
             wait_until(lambda: "reload failed" in exporter.log_path.read_text(),
                        what="refused reload")
             assert f"cannot listen on 127.0.0.1:{busy_port}" in exporter.log_path.read_text()
             assert reload_metric(exporter) == 0  # served on the old address
             # A later good reload still works.
-            exporter.config_path.write_text(config_on(first) + "metric_prefix: web\n")
+            exporter.config_path.write_text(listening_on(tmp_path, first) + "metric_prefix: web\n")
             exporter.process.send_signal(signal.SIGHUP)
             wait_until(lambda: reload_metric(exporter) == 1, what="good reload")
     finally:

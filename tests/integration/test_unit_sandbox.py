@@ -15,7 +15,8 @@ import subprocess
 import pytest
 
 from exporter import SOURCE, Exporter, descendants, wait_until
-from test_web_security import PASSWORD, https_get, make_ca, make_cert, web_config
+from test_web_security import (PASSWORD, https_get, make_ca, make_cert, probe_over_https,
+                               web_config)
 
 UNIT = os.path.join(SOURCE, "systemd", "fastapi-exporter.service")
 
@@ -73,14 +74,7 @@ services:
     # LeakSanitizer cannot run under ptrace (it aborts at exit); the other tests check leaks.
     asan_options = os.environ.get("ASAN_OPTIONS", "")
     exporter.env = dict(os.environ, ASAN_OPTIONS=f"{asan_options}:detect_leaks=0".lstrip(":"))
-
-    def healthy():
-        assert exporter.process.poll() is None, exporter.log_path.read_text()
-        try:
-            return https_get(exporter.port, "/healthz", pki)[0] == 200
-        except OSError:
-            return False
-    exporter._healthy = healthy
+    probe_over_https(exporter, pki)
     exporter.start()
     daemon = descendants(exporter.process.pid)[1]  # strace's child
     try:

@@ -98,12 +98,8 @@ def serial_of(pki, name):
     return out.strip().split("=")[1].upper()
 
 
-def start_https_exporter(tmp_path, pki):
-    """The exporter with web.yml (returned too, to rewrite), once it answers over HTTPS."""
-    web = tmp_path / "web.yml"
-    web.write_text(web_config(pki))
-    exporter = Exporter(tmp_path, config(tmp_path), [f"--web.config.file={web}"])
-
+def probe_over_https(exporter, pki):
+    """Makes exporter.start() wait for /healthz over HTTPS (trusting the test CA)."""
     def healthy():
         if exporter.process.poll() is not None:
             raise AssertionError(exporter.log_path.read_text())
@@ -112,6 +108,14 @@ def start_https_exporter(tmp_path, pki):
         except OSError:
             return False
     exporter._healthy = healthy
+
+
+def start_https_exporter(tmp_path, pki):
+    """The exporter with web.yml (returned too, to rewrite), once it answers over HTTPS."""
+    web = tmp_path / "web.yml"
+    web.write_text(web_config(pki))
+    exporter = Exporter(tmp_path, config(tmp_path), [f"--web.config.file={web}"])
+    probe_over_https(exporter, pki)
     return exporter.start(), web
 
 
