@@ -120,8 +120,9 @@ void ReadJsonFields(SchemaReader& reader, const SchemaReader::Entry& json_entry,
 }
 
 // The options of the gunicorn, nginx and regex formats: {log_format: ...} or
-// {pattern: ..., duration_unit: ...}.
-void ReadFormatOptions(SchemaReader& reader, const SchemaReader::Entry& options_entry,
+// {pattern: ..., duration_unit: ...}. Returns whether the format's own key (log_format or
+// pattern) is there, valid or not.
+bool ReadFormatOptions(SchemaReader& reader, const SchemaReader::Entry& options_entry,
                        const std::string& path, const std::string& format_name,
                        AccessLogConfig& log) {
   const bool is_regex = format_name == "regex";
@@ -129,9 +130,11 @@ void ReadFormatOptions(SchemaReader& reader, const SchemaReader::Entry& options_
                      ? reader.Mapping(options_entry.value, options_entry.key, path,
                                       {"pattern", "duration_unit"})
                      : reader.Mapping(options_entry.value, options_entry.key, path, {"log_format"});
-  if (!entries) return;
+  if (!entries) return true;  // not a mapping: already reported
+  bool has_key = false;
   for (const auto& [name, entry] : *entries) {
     const std::string key_path = path + "." + name;
+    has_key |= name != "duration_unit";
     if (name == "duration_unit") {
       if (auto unit = reader.OneOf(entry, key_path, kDurationUnits))
         log.regex_duration_unit = *unit;
@@ -162,6 +165,7 @@ void ReadFormatOptions(SchemaReader& reader, const SchemaReader::Entry& options_
       }
     }
   }
+  return has_key;
 }
 
 void ReadAccessLogs(SchemaReader& reader, const SchemaReader::Entry& logs_entry,
@@ -194,7 +198,7 @@ void ReadAccessLogs(SchemaReader& reader, const SchemaReader::Entry& logs_entry,
         }
       }
     }
-    bool has_path = false, has_options = false;
+    bool has_path = false, has_format_key = false;
     for (const auto& [name, entry] : *entries) {
       const std::string key_path = item_path + "." + name;
       if (name == "path") {
@@ -224,19 +228,22 @@ void ReadAccessLogs(SchemaReader& reader, const SchemaReader::Entry& logs_entry,
               "options for format '" + name + "', but the format is '" + format_name + "'");
           continue;
         }
-        has_options = true;
         if (name == "json") {
           ReadJsonFields(reader, entry, key_path, log.json);
         } else {
-          ReadFormatOptions(reader, entry, key_path, name, log);
+          has_format_key = ReadFormatOptions(reader, entry, key_path, name, log);
         }
       }
     }
     if (!has_path) reader.Error(item, item_path + ".path", "missing: the log file (a glob)");
-    if (format_name == "regex" && !has_options) {
-      reader.Error(item, item_path + ".regex", "missing: format regex needs {pattern: ...}");
+    if (format_name == "regex" && !has_format_key) {
+      reader.Error(item, item_path + ".regex.pattern",
+                   "missing: format regex needs a pattern with the named groups method, path "
+                   "and status");
     }
-    if (!has_options && (format_name == "gunicorn" || format_name == "nginx")) {
+    // Without a log_format, the format's documented default (gunicorn's default
+    // access_log_format, nginx's combined).
+    if (!has_format_key && (format_name == "gunicorn" || format_name == "nginx")) {
       std::string problem;
       log.field_format =
           *(format_name == "gunicorn" ? CompileGunicornFormat(kGunicornDefaultFormat, &problem)
@@ -278,6 +285,48 @@ void ReadBuckets(SchemaReader& reader, const SchemaReader::Entry& entry, const s
   buckets = std::move(*values);
 }
 
+// YAML aliases let a short file name the same list many times over (services: [*s, *s, ...]
+// whose access_logs are *logs, ...): the work of reading grows with the product of the
+// lists' lengths, not with the file. Every list that is read per entry is counted first,
+// with no per-entry work, and a file over a limit is refused before it is read.
+bool WithinLimits(SchemaReader& reader, const SchemaReader::Entry& services_entry) {
+  struct Limit {
+    const char* key;
+    std::size_t max;
+    std::size_t count = 0;
+  };
+  Limit limits[] = {{"access_logs", kMaxAccessLogs},
+                    {"routes", kMaxRoutes},
+                    {"exclude_paths", kMaxRoutes},
+                    {"buckets", kMaxBuckets}};
+  const YAML::Node& services = services_entry.value;
+  if (services.size() > kMaxServices) {
+    reader.Error(services_entry.key, "services",
+                 "too many services: " + std::to_string(services.size()) + ", at most " +
+                     std::to_string(kMaxServices));
+    return false;
+  }
+  for (std::size_t i = 0; i < services.size(); ++i) {
+    const YAML::Node service = services[i];  // const: reading a missing key adds nothing
+    if (!service.IsMap()) continue;
+    for (Limit& limit : limits) {
+      const YAML::Node list = service[limit.key];
+      if (list.IsDefined() && list.IsSequence()) limit.count += list.size();
+    }
+  }
+  bool ok = true;
+  for (const Limit& limit : limits) {
+    if (limit.count > limit.max) {
+      reader.Error(services_entry.key, std::string("services[*].") + limit.key,
+                   "too many entries: " + std::to_string(limit.count) +
+                       " over all services, at most " + std::to_string(limit.max) +
+                       " (YAML aliases count every time they are used)");
+      ok = false;
+    }
+  }
+  return ok;
+}
+
 void ReadServices(SchemaReader& reader, const SchemaReader::Entry& services_entry,
                   std::vector<ServiceConfig>& services) {
   if (!services_entry.value.IsSequence()) {
@@ -287,6 +336,7 @@ void ReadServices(SchemaReader& reader, const SchemaReader::Entry& services_entr
     }
     return;
   }
+  if (!WithinLimits(reader, services_entry)) return;
   std::set<std::string> names;
   for (std::size_t i = 0; i < services_entry.value.size(); ++i) {
     const YAML::Node item = services_entry.value[i];
@@ -326,6 +376,13 @@ void ReadServices(SchemaReader& reader, const SchemaReader::Entry& services_entr
         ReadRoutes(reader, entry, path + ".routes", service.routes);
       } else if (name == "exclude_paths") {
         if (auto paths = reader.StringList(entry, path + ".exclude_paths")) {
+          for (std::size_t p = 0; p < paths->size(); ++p) {
+            std::string problem;
+            if (!CheckComparablePath((*paths)[p], &problem)) {
+              reader.Error(entry.value[p], path + ".exclude_paths[" + std::to_string(p) + "]",
+                           "'" + (*paths)[p] + "' " + problem);
+            }
+          }
           service.exclude_paths = std::move(*paths);
         }
       } else if (name == "max_paths") {

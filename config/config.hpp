@@ -101,6 +101,13 @@ struct Config {
   int max_line_bytes = 64 * 1024;         // longer lines are counted and skipped
 };
 
+// Bounds on what one file may ask for, so that reading it takes bounded time and memory
+// whatever its aliases multiply (counted over all services, aliases counted at every use).
+inline constexpr std::size_t kMaxServices = 1000;
+inline constexpr std::size_t kMaxAccessLogs = 1000;
+inline constexpr std::size_t kMaxRoutes = 100000;  // routes, and exclude_paths again
+inline constexpr std::size_t kMaxBuckets = 100000;
+
 struct LoadResult {
   Config config;
   std::vector<ConfigError> errors;

@@ -22,8 +22,16 @@ struct RouteTemplate {
 };
 
 // nullopt with `problem` set when the template is not one FastAPI would accept (no leading
-// '/', unbalanced braces, an unknown convertor, a parameter that is not a whole segment,
-// {x:path} before the last segment).
+// '/', unbalanced braces, an unknown convertor, a parameter that is not a whole segment or
+// whose name is not an identifier, {x:path} before the last segment), or when a request path
+// could never match it (see CheckComparablePath).
 std::optional<RouteTemplate> ParseRouteTemplate(const std::string& text, std::string* problem);
+
+// Whether a request path, as the route normalizer compares it, can ever equal `path`: it
+// starts with '/', is valid UTF-8, holds no query ('?') or fragment ('#') (they are cut off
+// requests first), no control characters, and percent-encodes only what the normalizer keeps
+// encoded, in upper case ("%2F", never "%2f" or "%7E" for '~'). Used for the literal parts of
+// routes and for exclude_paths. False with `problem` set otherwise.
+bool CheckComparablePath(const std::string& path, std::string* problem);
 
 }  // namespace fastapi_exporter::config

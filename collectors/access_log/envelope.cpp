@@ -1,8 +1,6 @@
 #include "collectors/access_log/envelope.hpp"
 
-#include <simdjson.h>
-
-#include <cstring>
+#include "collectors/access_log/json_line.hpp"
 
 namespace fastapi_exporter::access_log {
 namespace {
@@ -56,29 +54,17 @@ class DockerDecoder final : public EnvelopeDecoder {
   explicit DockerDecoder(std::size_t max_line_bytes) : joiner_(max_line_bytes) {}
 
   Status Decode(std::string_view record, std::string_view& line) override {
-    if (padded_.size() < record.size() + simdjson::SIMDJSON_PADDING) {
-      padded_.resize(record.size() + simdjson::SIMDJSON_PADDING);
-    }
-    std::memcpy(padded_.data(), record.data(), record.size());
-    simdjson::ondemand::document document;
-    simdjson::ondemand::object object;
-    if (parser_.iterate(padded_.data(), record.size(), padded_.size()).get(document) ||
-        document.get_object().get(object)) {
-      return Status::kInvalid;
-    }
+    simdjson::dom::object object;
+    if (!json_.ParseObject(record, object)) return Status::kInvalid;
     std::string_view log;
     bool found = false;
-    for (auto field : object) {
-      std::string_view key;
-      if (field.unescaped_key().get(key)) return Status::kInvalid;
-      if (key == "log") {
-        if (field.value().get_string().get(log)) return Status::kInvalid;
+    for (const simdjson::dom::key_value_pair field : object) {
+      if (field.key == "log") {
+        if (field.value.get_string().get(log)) return Status::kInvalid;
         found = true;
       }
     }
-    if (!found || document.current_location().error() != simdjson::OUT_OF_BOUNDS) {
-      return Status::kInvalid;
-    }
+    if (!found) return Status::kInvalid;
     const bool complete = !log.empty() && log.back() == '\n';
     if (complete) log.remove_suffix(1);
     if (complete && !log.empty() && log.back() == '\r') log.remove_suffix(1);
@@ -87,8 +73,7 @@ class DockerDecoder final : public EnvelopeDecoder {
   bool HoldsPartial() const override { return joiner_.holding(); }
 
  private:
-  simdjson::ondemand::parser parser_;
-  std::string padded_;
+  JsonLine json_;
   Joiner joiner_;
 };
 

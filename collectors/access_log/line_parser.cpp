@@ -15,14 +15,19 @@ double SecondsPer(config::DurationUnit unit) {
   }
 }
 
+bool IsMethodToken(std::string_view text) {
+  for (char c : text) {
+    if (c < 'A' || c > 'Z') return false;
+  }
+  return !text.empty();
+}
+
 bool SplitRequestLine(std::string_view request_line, ParsedRequest& out) {
   const std::size_t first = request_line.find(' ');
   const std::size_t last = request_line.rfind(' ');
   if (first == std::string_view::npos || first == 0) return false;
   out.method = request_line.substr(0, first);
-  for (char c : out.method) {
-    if (c < 'A' || c > 'Z') return false;
-  }
+  if (!IsMethodToken(out.method)) return false;
   // "GET /path HTTP/1.1"; HTTP/0.9 lines have no version.
   if (last != first && request_line.substr(last + 1).starts_with("HTTP/")) {
     out.target = request_line.substr(first + 1, last - first - 1);

@@ -23,6 +23,11 @@ std::unique_ptr<LineParser> MakeLineParser(const config::AccessLogConfig& config
 // Seconds per unit of a configured duration unit.
 double SecondsPer(config::DurationUnit unit);
 
+// Whether `text` can be a request method as the exporter counts it: one or more of A-Z (every
+// registered method is; RFC 9110 allows other tokens, which no FastAPI route can serve).
+// Every format applies it, so a line's fate does not depend on which format carried it.
+bool IsMethodToken(std::string_view text);
+
 // "GET /items/5?q=x HTTP/1.1" -> method and target; false if it is not a request line.
 bool SplitRequestLine(std::string_view request_line, ParsedRequest& out);
 

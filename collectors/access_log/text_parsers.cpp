@@ -130,7 +130,7 @@ class FieldFormatLineParser final : public LineParser {
       }
     }
     if (pos != line.size()) return ParseError::kNoMatch;
-    if (out.method.empty() || out.target.empty()) return ParseError::kInvalidRequestLine;
+    if (!IsMethodToken(out.method) || out.target.empty()) return ParseError::kInvalidRequestLine;
     out.status = ParseStatusCode(status_text);
     return out.status ? ParseError::kNone : ParseError::kInvalidStatus;
   }
@@ -211,6 +211,7 @@ class RegexLineParser final : public LineParser {
       out.has_duration = true;
     }
     if (out.method.empty() || out.target.empty()) return ParseError::kMissingField;
+    if (!IsMethodToken(out.method)) return ParseError::kInvalidRequestLine;
     return ParseError::kNone;
   }
 
