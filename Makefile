@@ -3,10 +3,11 @@
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
 BUILD_TSAN ?= build-tsan
+BUILD_FUZZ ?= build-fuzz
 CONFIG     ?= examples/demo.yaml
 CMAKE_ARGS ?=
 
-.PHONY: run test build build-asan build-tsan bench package deps deps-test clean
+.PHONY: run test build build-asan build-tsan build-fuzz fuzz bench package deps deps-test clean
 
 deps:
 	@packaging/install-deps.sh
@@ -30,12 +31,28 @@ build-tsan: deps-test
 	cmake -S . -B $(BUILD_TSAN) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTAPI_EXPORTER_TSAN=ON
 	cmake --build $(BUILD_TSAN)
 
+# The libFuzzer targets (clang 14, ASan + UBSan); see docs/fuzzing.md.
+build-fuzz: deps-test
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(BUILD_FUZZ) -G Ninja \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTAPI_EXPORTER_FUZZ=ON
+	cmake --build $(BUILD_FUZZ)
+
+# Each fuzz target for FUZZ_SECONDS (default 600) on its corpus, one after the other.
+FUZZ_SECONDS ?= 600
+fuzz: build-fuzz
+	for t in $$(ls $(BUILD_FUZZ)/tests/fuzz | grep '^fuzz_'); do \
+	  tests/fuzz/smoke.sh $(BUILD_FUZZ)/tests/fuzz/$$t tests/fuzz/corpus/$$t $(FUZZ_SECONDS) || exit 1; \
+	done
+
 # Every test: unit and integration, on the normal build, again under ASan + UBSan, and again
-# under TSan (a data race stops the daemon, and so fails its test).
+# under TSan (a data race stops the daemon, and so fails its test); and each fuzz target for a
+# short smoke run (differential checks included).
 test: deps-test
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
 	cmake --build $(BUILD)
 	ctest --test-dir $(BUILD) --output-on-failure --timeout 900
+	$(MAKE) build-fuzz
+	ctest --test-dir $(BUILD_FUZZ) --output-on-failure --timeout 900
 	$(MAKE) build-asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(BUILD_ASAN) --output-on-failure --timeout 900
@@ -53,4 +70,4 @@ bench: build
 	/usr/bin/python3 bench/run.py
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ)

@@ -18,6 +18,7 @@ test_deps=(
   python3-pytest python3-prometheus-client
   curl procps openssl             # test certificates
   lintian systemd strace          # package checks: lintian, systemd-analyze; the unit's syscall filter
+  clang-14 libclang-rt-14-dev     # libFuzzer targets (tests/fuzz)
 )
 
 bench_deps=(mtail prometheus-process-exporter wrk)  # the peers measured beside the exporter

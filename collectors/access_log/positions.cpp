@@ -3,13 +3,50 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <simdjson.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
 
 namespace fastapi_exporter::access_log {
+namespace {
+
+// A Linux file name is any bytes but '/' and NUL, and a YAML string only UTF-8: a name that
+// is not UTF-8 is written as hex under "<key>_hex" so that it loads back byte for byte.
+void EmitBytes(YAML::Emitter& out, const char* key, const std::string& value) {
+  if (simdjson::validate_utf8(value.data(), value.size())) {
+    out << YAML::Key << key << YAML::Value << YAML::DoubleQuoted << value;
+    return;
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char c : value) {
+    hex.push_back(kHex[c >> 4]);
+    hex.push_back(kHex[c & 0xf]);
+  }
+  out << YAML::Key << (std::string(key) + "_hex") << YAML::Value << hex;
+}
+
+std::string ReadBytes(const YAML::Node& item, const std::string& key) {
+  if (const YAML::Node plain = item[key]) return plain.as<std::string>();
+  const std::string hex = item[key + "_hex"].as<std::string>();
+  auto digit = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    throw std::runtime_error("bad hex digit");
+  };
+  if (hex.size() % 2) throw std::runtime_error("odd hex length");
+  std::string value;
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    value.push_back(char(digit(hex[i]) * 16 + digit(hex[i + 1])));
+  }
+  return value;
+}
+
+}  // namespace
 
 bool SavePositions(const std::string& path, const Positions& positions, std::string& error) {
   YAML::Emitter out;
@@ -17,8 +54,8 @@ bool SavePositions(const std::string& path, const Positions& positions, std::str
   out << YAML::Key << "files" << YAML::Value << YAML::BeginSeq;
   for (const auto& file : positions.files) {
     out << YAML::BeginMap;
-    out << YAML::Key << "source" << YAML::Value << YAML::DoubleQuoted << file.source;
-    out << YAML::Key << "path" << YAML::Value << YAML::DoubleQuoted << file.path;
+    EmitBytes(out, "source", file.source);
+    EmitBytes(out, "path", file.path);
     out << YAML::Key << "device" << YAML::Value << file.device;
     out << YAML::Key << "inode" << YAML::Value << file.inode;
     out << YAML::Key << "offset" << YAML::Value << file.offset;
@@ -77,8 +114,8 @@ Positions LoadPositions(const std::string& path, std::string& warning) {
     const YAML::Node root = YAML::LoadFile(path);
     for (const auto& item : root["files"]) {
       FilePosition file;
-      file.source = item["source"].as<std::string>();
-      file.path = item["path"].as<std::string>();
+      file.source = ReadBytes(item, "source");
+      file.path = ReadBytes(item, "path");
       file.device = item["device"].as<uint64_t>();
       file.inode = item["inode"].as<uint64_t>();
       file.offset = item["offset"].as<uint64_t>();

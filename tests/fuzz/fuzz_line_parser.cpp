@@ -31,7 +31,7 @@ const char* const kFormats[] = {
 constexpr std::size_t kFormatCount = sizeof kFormats / sizeof kFormats[0];
 
 struct Result {
-  access_log::ParseError error;
+  access_log::ParseError error = access_log::ParseError::kNone;
   std::string method, target;
   int status = 0;
   bool has_duration = false;
@@ -41,7 +41,8 @@ struct Result {
 
 Result Parse(access_log::LineParser& parser, std::string_view line) {
   access_log::ParsedRequest request;
-  Result result{parser.Parse(line, request)};
+  Result result;
+  result.error = parser.Parse(line, request);
   if (result.error == access_log::ParseError::kNone) {
     result.method = request.method;
     result.target = request.target;

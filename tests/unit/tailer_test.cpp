@@ -295,6 +295,19 @@ TEST_F(TailerTest, PositionsFileRoundTripAndCorruption) {
   EXPECT_TRUE(warning.empty());
 }
 
+// Found by fuzz_positions: a file name that is not UTF-8 (any bytes are a Linux file name) came
+// back from the positions file as other bytes.
+TEST_F(TailerTest, PositionsKeepFileNamesThatAreNotUtf8ByteForByte) {
+  Positions positions;
+  positions.files.push_back({"svc\t/var/log/*.log", "/var/log/\xfc\xff-\x01.log", 1, 2, 3, 4, 5});
+  positions.files.push_back({"svc\t/l\xc3", "/var/log/caf\xc3\xa9.log", 6, 7, 8, 9, 10});
+  std::string error, warning;
+  ASSERT_TRUE(SavePositions(Path("state/positions.yaml"), positions, error)) << error;
+  const Positions loaded = LoadPositions(Path("state/positions.yaml"), warning);
+  EXPECT_TRUE(warning.empty()) << warning;
+  EXPECT_EQ(loaded.files, positions.files);
+}
+
 TEST_F(TailerTest, UnreadableFileIsReportedOnce) {
   Append("a.log", "1\n");
   fs::permissions(Path("a.log"), fs::perms::none);
