@@ -12,6 +12,7 @@
 #include <chrono>
 #include <optional>
 
+#include "collectors/access_log/ansi.hpp"
 #include "collectors/access_log/envelope.hpp"
 #include "collectors/access_log/line_parser.hpp"
 #include "collectors/access_log/positions.hpp"
@@ -69,6 +70,12 @@ struct SelfFamilies {
                         .Name("fastapi_exporter_log_open_errors_total")
                         .Help("Access-log files that matched but could not be opened.")
                         .Register(registry)),
+        invalid_durations(
+            prometheus::BuildCounter()
+                .Name("fastapi_exporter_log_invalid_durations_total")
+                .Help("Requests counted without a duration observation because their duration "
+                      "field was not a duration (negative, not a number, over a day).")
+                .Register(registry)),
         overflow(prometheus::BuildCounter()
                      .Name("fastapi_exporter_paths_overflow_total")
                      .Help("Requests counted under path=\"__other__\" because the service "
@@ -85,6 +92,7 @@ struct SelfFamilies {
   Family<Counter>& rotations;
   Family<Counter>& truncations;
   Family<Counter>& open_errors;
+  Family<Counter>& invalid_durations;
   Family<Counter>& overflow;
 };
 
@@ -132,6 +140,8 @@ class SourceState final : public SourceObserver {
     rotations_ = &self.rotations.Add(labels);
     truncations_ = &self.truncations.Add(labels);
     open_errors_ = &self.open_errors.Add(labels);
+    invalid_durations_ = &self.invalid_durations.Add(labels);
+    scratch_.reserve(1024);
     for (std::size_t i = 1; i < kParseErrorCount; ++i) {
       auto with_reason = labels;
       with_reason["reason"] = std::string(ParseErrorName(ParseError(i)));
@@ -148,6 +158,7 @@ class SourceState final : public SourceObserver {
     self_.rotations.Remove(rotations_);
     self_.truncations.Remove(truncations_);
     self_.open_errors.Remove(open_errors_);
+    self_.invalid_durations.Remove(invalid_durations_);
     for (std::size_t i = 1; i < kParseErrorCount; ++i) self_.parse_errors.Remove(parse_errors_[i]);
   }
   SourceState(const SourceState&) = delete;
@@ -160,6 +171,7 @@ class SourceState final : public SourceObserver {
 
   // The hot path: one complete line (envelope already removed).
   void Handle(std::string_view line) {
+    line = StripAnsiEscapes(line, scratch_);
     ParsedRequest request;
     const ParseError error = parser_->Parse(line, request);
     if (error != ParseError::kNone) return Reject(error, line);
@@ -172,6 +184,15 @@ class SourceState final : public SourceObserver {
       return;
     }
     if (route.overflowed) service_.overflow->Increment();
+    if (request.duration_invalid) {
+      invalid_durations_->Increment();
+      if (!logged_invalid_duration_) {
+        logged_invalid_duration_ = true;
+        spdlog::warn("{}: counting a request without its duration, which is not one (further "
+                     "ones are only counted): {}",
+                     config_.path, line.substr(0, 200));
+      }
+    }
     service_.metrics->Record(ParseHttpMethod(request.method), route.path_id,
                              service_.normalizer->PathLabel(route.path_id), request.status,
                              request.has_duration, request.duration_seconds);
@@ -233,7 +254,10 @@ class SourceState final : public SourceObserver {
   Counter* rotations_;
   Counter* truncations_;
   Counter* open_errors_;
+  Counter* invalid_durations_;
   std::array<Counter*, kParseErrorCount> parse_errors_{};
+  bool logged_invalid_duration_ = false;
+  std::string scratch_;  // a line without its terminal escapes
   std::array<bool, kParseErrorCount> logged_errors_{};
 };
 

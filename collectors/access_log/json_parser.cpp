@@ -24,7 +24,12 @@ class JsonLineParser final : public LineParser {
   ParseError Parse(std::string_view line, ParsedRequest& out) override {
     out = ParsedRequest{};
     dom::object object;
-    if (!json_.ParseObject(line, object)) return ParseError::kInvalidJson;
+    if (!json_.ParseObject(line, object)) {
+      // A line that does not even start an object is another writer's line in the stream.
+      const std::size_t first = line.find_first_not_of(" \t");
+      return first != std::string_view::npos && line[first] == '{' ? ParseError::kInvalidJson
+                                                                    : ParseError::kNotAccessLine;
+    }
     bool has_method = false, has_path = false, has_status = false;
     for (const dom::key_value_pair field : object) {
       const std::string_view key = field.key;
@@ -38,10 +43,11 @@ class JsonLineParser final : public LineParser {
         if (!ReadStatus(field.value, out.status)) return ParseError::kInvalidStatus;
         has_status = true;
       } else if (!fields_.duration.empty() && key == fields_.duration) {
-        const ParseError error = ReadDuration(field.value, out);
-        if (error != ParseError::kNone) return error;
+        ReadDuration(field.value, out);
       }
     }
+    // Another kind of record (an application log line): not a request at all.
+    if (!has_method && !has_path) return ParseError::kNotAccessLine;
     // Present but empty says as little as absent.
     if (!has_method || !has_path || !has_status || out.method.empty() || out.target.empty()) {
       return ParseError::kMissingField;
@@ -72,33 +78,35 @@ class JsonLineParser final : public LineParser {
     }
   }
 
-  ParseError ReadDuration(dom::element value, ParsedRequest& out) const {
+  // Numbers in the configured unit; strings as the text formats write them ("12.5", "", "-",
+  // nginx's "0.010, 0.020"); null is no duration.
+  void ReadDuration(dom::element value, ParsedRequest& out) const {
     switch (value.type()) {
       case dom::element_type::NULL_VALUE:
-        return ParseError::kNone;  // no duration for this line
+        return;
       case dom::element_type::INT64:
       case dom::element_type::UINT64:
       case dom::element_type::DOUBLE: {
         double number = 0;
         if (value.get_double().get(number) ||
             !CheckDuration(number, duration_unit_, out.duration_seconds)) {
-          return ParseError::kInvalidDuration;
+          out.duration_invalid = true;
+          return;
         }
-        break;
+        out.has_duration = true;
+        return;
       }
       case dom::element_type::STRING: {
         std::string_view text;
-        if (value.get_string().get(text) ||
-            !ParseDuration(text, duration_unit_, out.duration_seconds)) {
-          return ParseError::kInvalidDuration;
+        if (value.get_string().get(text)) {
+          out.duration_invalid = true;
+          return;
         }
-        break;
+        return ReadDurationField(text, duration_unit_, out);
       }
       default:
-        return ParseError::kInvalidDuration;
+        out.duration_invalid = true;
     }
-    out.has_duration = true;
-    return ParseError::kNone;
   }
 
   config::JsonFields fields_;

@@ -23,18 +23,20 @@ bool IsMethodToken(std::string_view text) {
 }
 
 bool SplitRequestLine(std::string_view request_line, ParsedRequest& out) {
+  // The method is the first word and the protocol the last; everything between is the
+  // target, spaces included: servers log the request line as received, and scanners send
+  // raw spaces ("GET /index.php?x=a b HTTP/1.1"). HTTP/0.9 lines have no protocol.
   const std::size_t first = request_line.find(' ');
-  const std::size_t last = request_line.rfind(' ');
   if (first == std::string_view::npos || first == 0) return false;
   out.method = request_line.substr(0, first);
   if (!IsMethodToken(out.method)) return false;
-  // "GET /path HTTP/1.1"; HTTP/0.9 lines have no version.
-  if (last != first && request_line.substr(last + 1).starts_with("HTTP/")) {
-    out.target = request_line.substr(first + 1, last - first - 1);
-  } else {
-    out.target = request_line.substr(first + 1);
+  std::string_view rest = request_line.substr(first + 1);
+  const std::size_t last = rest.rfind(' ');
+  if (last != std::string_view::npos && rest.substr(last + 1).starts_with("HTTP/")) {
+    rest = rest.substr(0, last);
   }
-  return !out.target.empty() && out.target.find(' ') == std::string_view::npos;
+  out.target = rest;
+  return !out.target.empty() && out.target.front() != ' ' && out.target.back() != ' ';
 }
 
 std::unique_ptr<LineParser> MakeLineParser(const config::AccessLogConfig& config) {

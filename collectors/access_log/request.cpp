@@ -38,10 +38,8 @@ std::string_view HttpMethodName(HttpMethod method) {
 
 std::string_view ParseErrorName(ParseError error) {
   static constexpr std::string_view kNames[kParseErrorCount] = {
-      "none",           "invalid_json",     "missing_field",
-      "invalid_status", "invalid_duration", "invalid_request_line",
-      "no_match",       "invalid_envelope", "invalid_path",
-      "line_too_long"};
+      "none",     "invalid_json",     "missing_field", "invalid_status", "invalid_request_line",
+      "no_match", "invalid_envelope", "invalid_path",  "line_too_long",  "not_access_line"};
   return kNames[static_cast<std::size_t>(error)];
 }
 
@@ -66,6 +64,52 @@ bool ParseDuration(std::string_view text, double unit_seconds, double& seconds) 
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return false;
   return CheckDuration(value, unit_seconds, seconds);
+}
+
+void ReadDurationField(std::string_view text, double unit_seconds, ParsedRequest& out) {
+  double sum = 0;
+  bool present = false;
+  while (!text.empty()) {
+    const std::size_t end = text.find_first_of(",:");
+    std::string_view item = text.substr(0, end);
+    text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (item == "-" || item.empty()) continue;
+    double value = 0;
+    if (!ParseDuration(item, unit_seconds, value)) {
+      out.duration_invalid = true;
+      return;
+    }
+    sum += value;
+    present = true;
+  }
+  if (!present) return;
+  if (CheckDuration(sum, 1.0, out.duration_seconds)) {
+    out.has_duration = true;
+  } else {
+    out.duration_invalid = true;
+  }
+}
+
+bool LooksLikeAccessLine(std::string_view line) {
+  // An upper-case word of 3+ letters (every method), a space, then '/', 'h' (absolute-form)
+  // or '*' (OPTIONS *).
+  std::size_t run = 0;
+  for (std::size_t i = 0; i + 1 < line.size(); ++i) {
+    const char c = line[i];
+    if (c >= 'A' && c <= 'Z') {
+      ++run;
+      continue;
+    }
+    if (c == ' ' && run >= 3) {
+      const char next = line[i + 1];
+      const bool word_starts = i == run || !(line[i - run - 1] >= 'a' && line[i - run - 1] <= 'z');
+      if (word_starts && (next == '/' || next == 'h' || next == '*')) return true;
+    }
+    run = 0;
+  }
+  return false;
 }
 
 }  // namespace fastapi_exporter::access_log

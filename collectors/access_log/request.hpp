@@ -30,6 +30,9 @@ struct ParsedRequest {
   int status = 0;
   double duration_seconds = 0;
   bool has_duration = false;
+  // The duration field held something that is not a duration (negative, not a number, over
+  // a day): the request still counts, without a duration observation.
+  bool duration_invalid = false;
 };
 
 enum class ParseError : uint8_t {
@@ -37,12 +40,15 @@ enum class ParseError : uint8_t {
   kInvalidJson,
   kMissingField,
   kInvalidStatus,
-  kInvalidDuration,
   kInvalidRequestLine,
-  kNoMatch,  // the line does not have the configured format
+  kNoMatch,  // looks like an access line, but does not have the configured format
   kInvalidEnvelope,
   kInvalidPath,
   kLineTooLong,
+  // Plainly not an access line: the server's own log lines written to the same stream
+  // (uvicorn's "Started server process", tracebacks, WebSocket lines), another kind of JSON
+  // record. Counted, but neither the parse-error alert nor the dashboard treats it as one.
+  kNotAccessLine,
 };
 inline constexpr std::size_t kParseErrorCount = 10;
 
@@ -56,5 +62,14 @@ int ParseStatusCode(std::string_view text);
 // (more than a day). Returns false when rejected.
 bool ParseDuration(std::string_view text, double unit_seconds, double& seconds);
 bool CheckDuration(double value, double unit_seconds, double& seconds);
+
+// A duration field as logs write it, into `out`: "" and "-" are no observation; a number
+// in `unit_seconds` units; nginx's list of upstream times ("0.010, 0.020 : 0.005", one per
+// upstream tried, '-' for none) is their sum. Anything else sets out.duration_invalid.
+void ReadDurationField(std::string_view text, double unit_seconds, ParsedRequest& out);
+
+// Whether a line holds something shaped like a request ("GET /", "POST http://"): used to
+// tell a line that is not an access line at all from a broken access line.
+bool LooksLikeAccessLine(std::string_view line);
 
 }  // namespace fastapi_exporter::access_log

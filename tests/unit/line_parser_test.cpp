@@ -80,9 +80,13 @@ TEST(JsonParser, MalformedLinesSayWhy) {
   auto parser = Parser("{path: /l, format: json}");
   EXPECT_EQ(Reject(*parser, R"({"method":"GET","endpoint":"/","status_code":200)"),
             ParseError::kInvalidJson);  // truncated
-  EXPECT_EQ(Reject(*parser, "not json at all"), ParseError::kInvalidJson);
-  EXPECT_EQ(Reject(*parser, ""), ParseError::kInvalidJson);
-  EXPECT_EQ(Reject(*parser, "[1,2]"), ParseError::kInvalidJson);
+  // Lines that do not even start an object are other writers' lines in the stream.
+  EXPECT_EQ(Reject(*parser, "not json at all"), ParseError::kNotAccessLine);
+  EXPECT_EQ(Reject(*parser, ""), ParseError::kNotAccessLine);
+  EXPECT_EQ(Reject(*parser, "[1,2]"), ParseError::kNotAccessLine);
+  EXPECT_EQ(Reject(*parser, R"({"level":"INFO","message":"Application startup complete."})"),
+            ParseError::kNotAccessLine);
+  EXPECT_EQ(Reject(*parser, "{not json"), ParseError::kInvalidJson);
   EXPECT_EQ(Reject(*parser, R"({"method":"GET","endpoint":"/","status_code":200} trailing)"),
             ParseError::kInvalidJson);
   EXPECT_EQ(Reject(*parser, R"({"method":"GET","status_code":200})"), ParseError::kMissingField);
@@ -94,15 +98,17 @@ TEST(JsonParser, MalformedLinesSayWhy) {
             ParseError::kInvalidStatus);
   EXPECT_EQ(Reject(*parser, R"({"method":"GET","endpoint":"/","status_code":200.5})"),
             ParseError::kInvalidStatus);
-  EXPECT_EQ(
-      Reject(*parser, R"({"method":"GET","endpoint":"/","status_code":200,"duration_ms":-4})"),
-      ParseError::kInvalidDuration);
-  EXPECT_EQ(
-      Reject(*parser, R"({"method":"GET","endpoint":"/","status_code":200,"duration_ms":1e12})"),
-      ParseError::kInvalidDuration);
-  EXPECT_EQ(
-      Reject(*parser, R"({"method":"GET","endpoint":"/","status_code":200,"duration_ms":"fast"})"),
-      ParseError::kInvalidDuration);
+  // A duration that is not one: the request counts, without a duration.
+  for (const char* line :
+       {R"({"method":"GET","endpoint":"/","status_code":200,"duration_ms":-4})",
+        R"({"method":"GET","endpoint":"/","status_code":200,"duration_ms":1e12})",
+        R"({"method":"GET","endpoint":"/","status_code":200,"duration_ms":"fast"})",
+        R"({"method":"GET","endpoint":"/","status_code":200,"duration_ms":true})"}) {
+    ParsedRequest request;
+    ASSERT_EQ(parser->Parse(line, request), ParseError::kNone) << line;
+    EXPECT_TRUE(request.duration_invalid) << line;
+    EXPECT_FALSE(request.has_duration) << line;
+  }
   EXPECT_EQ(Reject(*parser, std::string("{\"method\":\"GET\",\"endpoint\":\"/\xff\xfe\"}")),
             ParseError::kInvalidJson);  // invalid UTF-8
   EXPECT_EQ(Reject(*parser, std::string("{\"method\":\"GET\"\0,\"x\":1}", 22)),
@@ -118,7 +124,8 @@ TEST(UvicornParser, DefaultAccessLines) {
                 {"POST", "/api/users", 422, -1});
   ExpectRequest(*parser, R"(2026-11-27 10:00:00 uvicorn.access 1.2.3.4:5 - "HEAD / HTTP/2" 307)",
                 {"HEAD", "/", 307, -1});
-  EXPECT_EQ(Reject(*parser, "INFO:     Started server process [1234]"), ParseError::kNoMatch);
+  EXPECT_EQ(Reject(*parser, "INFO:     Started server process [1234]"),
+            ParseError::kNotAccessLine);
   EXPECT_EQ(Reject(*parser, R"(INFO:     1.2.3.4:5 - "GET /x HTTP/1.1" abc OK)"),
             ParseError::kInvalidStatus);
   EXPECT_EQ(Reject(*parser, R"(INFO:     1.2.3.4:5 - "garbage" 200 OK)"),
@@ -161,11 +168,14 @@ TEST(NginxParser, CombinedAndRequestTime) {
       R"(10.0.0.0 - - [27/Nov/2026:10:00:00 +0000] "GET /api/users/4507/details HTTP/1.1" )"
       R"(200 1779 "-" "python-requests/2.31" 0.0402)",
       {"GET", "/api/users/4507/details", 200, 0.0402});
-  EXPECT_EQ(
-      Reject(*timed,
-             R"(10.0.0.0 - - [27/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "x" abc)"),
-      ParseError::kInvalidDuration);
-  EXPECT_EQ(Reject(*timed, "\x01\x02\x03 binary"), ParseError::kNoMatch);
+  ParsedRequest request;
+  ASSERT_EQ(timed->Parse(
+                R"(10.0.0.0 - - [27/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "x" abc)",
+                request),
+            ParseError::kNone);
+  EXPECT_TRUE(request.duration_invalid);
+  EXPECT_EQ(Reject(*timed, "\x01\x02\x03 binary"), ParseError::kNotAccessLine);
+  EXPECT_EQ(Reject(*timed, "\x01\x02\x03 GET / binary"), ParseError::kNoMatch);
 }
 
 TEST(NginxParser, UpstreamResponseTime) {
@@ -184,7 +194,8 @@ TEST(RegexParser, NamedGroups) {
   auto parser = Parser(
       R"({path: /l, format: regex, regex: {pattern: '^(?P<method>\w+) (?P<path>\S+) -> (?P<status>\d+) in (?P<duration>[\d.]+)ms$', duration_unit: ms}})");
   ExpectRequest(*parser, "PATCH /v1/x -> 200 in 7.5ms", {"PATCH", "/v1/x", 200, 0.0075});
-  EXPECT_EQ(Reject(*parser, "something else"), ParseError::kNoMatch);
+  EXPECT_EQ(Reject(*parser, "something else"), ParseError::kNotAccessLine);
+  EXPECT_EQ(Reject(*parser, "something GET /a else"), ParseError::kNoMatch);
   EXPECT_EQ(Reject(*parser, "GET /v1/x -> 700 in 1ms"), ParseError::kInvalidStatus);
 }
 
