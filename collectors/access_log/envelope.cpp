@@ -6,6 +6,8 @@ namespace fastapi_exporter::access_log {
 namespace {
 
 // Joins partial records, with memory bounded by the line limit.
+// One per stream: the runtime copies stdout and stderr concurrently, so a stderr record can
+// land between two pieces of a stdout line.
 class Joiner {
  public:
   explicit Joiner(std::size_t max_bytes) : max_bytes_(max_bytes) {}
@@ -47,41 +49,56 @@ class Joiner {
   bool overflowed_ = false;
 };
 
+// Partial lines of stdout and stderr, joined apart.
+class StreamJoiners {
+ public:
+  explicit StreamJoiners(std::size_t max_bytes) : stdout_(max_bytes), stderr_(max_bytes) {}
+  Joiner& of(bool is_stderr) { return is_stderr ? stderr_ : stdout_; }
+  bool holding() const { return stdout_.holding() || stderr_.holding(); }
+
+ private:
+  Joiner stdout_;
+  Joiner stderr_;
+};
+
 // {"log":"INFO: ...\n","stream":"stdout","time":"2026-11-27T10:00:00.000000000Z"}
 // A record whose log does not end in a newline is a partial (Docker splits at 16 KiB).
 class DockerDecoder final : public EnvelopeDecoder {
  public:
-  explicit DockerDecoder(std::size_t max_line_bytes) : joiner_(max_line_bytes) {}
+  explicit DockerDecoder(std::size_t max_line_bytes) : joiners_(max_line_bytes) {}
 
   Status Decode(std::string_view record, std::string_view& line) override {
     simdjson::dom::object object;
     if (!json_.ParseObject(record, object)) return Status::kInvalid;
     std::string_view log;
+    std::string_view stream = "stdout";  // records of old runtimes have no stream
     bool found = false;
     for (const simdjson::dom::key_value_pair field : object) {
       if (field.key == "log") {
         if (field.value.get_string().get(log)) return Status::kInvalid;
         found = true;
+      } else if (field.key == "stream") {
+        if (field.value.get_string().get(stream)) return Status::kInvalid;
       }
     }
     if (!found) return Status::kInvalid;
     const bool complete = !log.empty() && log.back() == '\n';
     if (complete) log.remove_suffix(1);
     if (complete && !log.empty() && log.back() == '\r') log.remove_suffix(1);
-    return joiner_.Add(log, complete, line);
+    return joiners_.of(stream == "stderr").Add(log, complete, line);
   }
-  bool HoldsPartial() const override { return joiner_.holding(); }
+  bool HoldsPartial() const override { return joiners_.holding(); }
 
  private:
   JsonLine json_;
-  Joiner joiner_;
+  StreamJoiners joiners_;
 };
 
 // 2026-11-27T10:00:00.123456789Z stdout F the line
 // The tag is P for a partial record, F for the last one (further tags follow a ':').
 class CriDecoder final : public EnvelopeDecoder {
  public:
-  explicit CriDecoder(std::size_t max_line_bytes) : joiner_(max_line_bytes) {}
+  explicit CriDecoder(std::size_t max_line_bytes) : joiners_(max_line_bytes) {}
 
   Status Decode(std::string_view record, std::string_view& line) override {
     const std::size_t time_end = record.find(' ');
@@ -97,12 +114,12 @@ class CriDecoder final : public EnvelopeDecoder {
     if (tag != "P" && tag != "F") return Status::kInvalid;
     const std::string_view content =
         tag_end < record.size() ? record.substr(tag_end + 1) : std::string_view();
-    return joiner_.Add(content, tag == "F", line);
+    return joiners_.of(stream == "stderr").Add(content, tag == "F", line);
   }
-  bool HoldsPartial() const override { return joiner_.holding(); }
+  bool HoldsPartial() const override { return joiners_.holding(); }
 
  private:
-  Joiner joiner_;
+  StreamJoiners joiners_;
 };
 
 }  // namespace

@@ -80,6 +80,13 @@ bool SegmentMatches(const RouteSegment& segment, std::string_view value) {
   }
 }
 
+// "/health/" and "/health" are one path to exclude: FastAPI redirects one to the other, and
+// users write either.
+std::string_view WithoutTrailingSlash(std::string_view path) {
+  if (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
+  return path;
+}
+
 }  // namespace
 
 bool LooksLikeId(std::string_view s) {
@@ -109,7 +116,9 @@ RouteNormalizer::RouteNormalizer(std::vector<config::RouteTemplate> routes,
   overflow_id_ = uint32_t(labels_.size());
   labels_.emplace_back(kOverflowLabel);
   ids_.try_emplace(std::string(kOverflowLabel), overflow_id_);
-  for (const auto& path : exclude_paths) excluded_.try_emplace(path, 0);
+  for (const auto& path : exclude_paths) {
+    excluded_.try_emplace(std::string(WithoutTrailingSlash(path)), 0);
+  }
   decoded_.reserve(256);
   collapsed_.reserve(256);
   segments_.reserve(32);
@@ -187,6 +196,10 @@ void RouteNormalizer::CollapseIds() {
   }
 }
 
+bool RouteNormalizer::IsExcluded(std::string_view path) const {
+  return !excluded_.empty() && excluded_.contains(WithoutTrailingSlash(path));
+}
+
 uint32_t RouteNormalizer::Intern(std::string_view label) {
   if (const auto it = ids_.find(label); it != ids_.end()) return it->second;
   const uint32_t id = uint32_t(labels_.size());
@@ -199,7 +212,7 @@ uint32_t RouteNormalizer::Intern(std::string_view label) {
 RouteNormalizer::Result RouteNormalizer::Normalize(std::string_view target) {
   Result result;
   if (!Clean(target)) return result;
-  if (excluded_.contains(std::string_view(decoded_))) {
+  if (IsExcluded(decoded_)) {
     result.outcome = Outcome::kExcluded;
     return result;
   }
@@ -207,13 +220,13 @@ RouteNormalizer::Result RouteNormalizer::Normalize(std::string_view target) {
   result.outcome = Outcome::kPath;
   if (route >= 0) {
     result.path_id = route_ids_[std::size_t(route)];
-    if (excluded_.contains(std::string_view(routes_[std::size_t(route)].text))) {
+    if (IsExcluded(routes_[std::size_t(route)].text)) {
       result.outcome = Outcome::kExcluded;
     }
     return result;
   }
   CollapseIds();
-  if (excluded_.contains(std::string_view(collapsed_))) {
+  if (IsExcluded(collapsed_)) {
     result.outcome = Outcome::kExcluded;
     return result;
   }

@@ -50,6 +50,7 @@ class RouteNormalizer {
   int MatchRoute() const;               // index into routes_, or -1
   void CollapseIds();                   // decoded_ -> collapsed_
   uint32_t Intern(std::string_view label);
+  bool IsExcluded(std::string_view path) const;
 
   std::vector<config::RouteTemplate> routes_;
   std::vector<uint32_t> route_ids_;

@@ -200,19 +200,22 @@ def test_malformed_lines_are_counted_by_reason_and_skipped(tmp_path):
             f.write(b"\x00\x01\x02\xff binary\n")
             f.write(b"x" * (200 * 1024) + b"\n")  # over the 64 KiB line limit
             f.write(json_line(2).encode())
-        wait_until(lambda: requests_total(exporter) == 2, what="good lines counted")
+        # The line with a negative duration is a request: counted, without its duration.
+        wait_until(lambda: requests_total(exporter) == 3, what="good lines counted")
         wait_until(lambda: self_metric(exporter, "fastapi_exporter_log_lines_total") == 8,
                    what="every line read")
 
         def errors(reason):
             return self_metric(exporter, "fastapi_exporter_log_parse_errors_total", reason=reason)
-        assert errors("invalid_json") == 2
+        assert errors("invalid_json") == 1
+        assert errors("not_access_line") == 1  # the binary line
         assert errors("invalid_status") == 1
-        assert errors("invalid_duration") == 1
+        assert self_metric(exporter, "fastapi_exporter_log_invalid_durations_total") == 1
         assert errors("missing_field") == 1
         assert errors("line_too_long") == 1
     log = exporter.log_path.read_text()
     assert log.count("skipping a line (invalid_json)") == 1  # logged once, then only counted
+    assert log.count("counting a request without its duration") == 1
 
 
 def test_oneshot_reads_whole_files_in_every_format(tmp_path):

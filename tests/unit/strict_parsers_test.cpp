@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "collectors/access_log/ansi.hpp"
 #include "collectors/access_log/envelope.hpp"
 #include "collectors/access_log/line_parser.hpp"
 #include "collectors/access_log/route_normalizer.hpp"
@@ -264,6 +265,92 @@ TEST(StrictConfig, AliasesThatMultiplyAreRefusedBeforeAnyPerEntryWork) {
   const auto small = config::ParseConfig(AliasBomb(3, 3));
   EXPECT_EQ(small.config.services.size(), 3u);
   EXPECT_EQ(small.config.services[0].access_logs.size(), 3u);
+}
+
+}  // namespace
+}  // namespace fastapi_exporter::access_log
+
+namespace fastapi_exporter::access_log {
+namespace {
+
+TEST(RealWorldLines, TerminalEscapesAreRemovedWhereverTheyAre) {
+  std::string scratch;
+  EXPECT_EQ(StripAnsiEscapes("plain", scratch), "plain");
+  EXPECT_EQ(StripAnsiEscapes("\x1b[32mINFO\x1b[0m: \"\x1b[1mGET / HTTP/1.1\x1b[0m\" \x1b[32m200", scratch),
+            "INFO: \"GET / HTTP/1.1\" 200");
+  EXPECT_EQ(StripAnsiEscapes("\x1b[38;5;196mred\x1b[39m", scratch), "red");  // 256 colours
+  EXPECT_EQ(StripAnsiEscapes("a\x1b[2Kb\x1b[1;1Hc", scratch), "abc");       // other CSI
+  EXPECT_EQ(StripAnsiEscapes("a\x1b" "Mb", scratch), "ab");                  // ESC Fe
+  EXPECT_EQ(StripAnsiEscapes("end\x1b[", scratch), "end");                   // cut short
+  EXPECT_EQ(StripAnsiEscapes("end\x1b", scratch), "end");
+  EXPECT_EQ(StripAnsiEscapes("\x1b[0m", scratch), "");
+}
+
+TEST(RealWorldLines, RequestLinesKeepSpacesInTheTarget) {
+  ParsedRequest out;
+  ASSERT_TRUE(SplitRequestLine("GET /index.php?x=a b HTTP/1.1", out));
+  EXPECT_EQ(out.method, "GET");
+  EXPECT_EQ(out.target, "/index.php?x=a b");
+  ASSERT_TRUE(SplitRequestLine("GET /a  b HTTP/2.0", out));
+  EXPECT_EQ(out.target, "/a  b");
+  ASSERT_TRUE(SplitRequestLine("GET /a b", out));  // HTTP/0.9: no protocol
+  EXPECT_EQ(out.target, "/a b");
+  EXPECT_FALSE(SplitRequestLine("GET  HTTP/1.1", out));
+  EXPECT_FALSE(SplitRequestLine("GET /a  HTTP/1.1", out));  // a target ending in a space
+  EXPECT_FALSE(SplitRequestLine("get /a HTTP/1.1", out));
+  EXPECT_FALSE(SplitRequestLine("GET", out));
+}
+
+TEST(RealWorldLines, DurationFieldsAsLogsWriteThem) {
+  struct Case {
+    std::string text;
+    bool has;
+    bool invalid;
+    double seconds;
+  };
+  for (const Case& c : std::vector<Case>{{"", false, false, 0},
+                                         {"-", false, false, 0},
+                                         {"0.25", true, false, 0.25},
+                                         {" 0.25 ", true, false, 0.25},
+                                         {"0.010, 0.020 : 0.005", true, false, 0.035},
+                                         {"-, 0.5", true, false, 0.5},
+                                         {"-, -", false, false, 0},
+                                         {"fast", false, true, 0},
+                                         {"-1", false, true, 0},
+                                         {"0.1, x", false, true, 0},
+                                         {"1e9", false, true, 0}}) {
+    ParsedRequest out;
+    ReadDurationField(c.text, 1.0, out);
+    EXPECT_EQ(out.has_duration, c.has) << c.text;
+    EXPECT_EQ(out.duration_invalid, c.invalid) << c.text;
+    if (c.has) {
+      EXPECT_NEAR(out.duration_seconds, c.seconds, 1e-12) << c.text;
+    }
+  }
+}
+
+TEST(RealWorldLines, BacktrackingIsBoundedOnHostileLines) {
+  const auto log = LogConfig(
+      "{path: /l, format: nginx, nginx: {log_format: '$request_method $uri $a $b $c $d $status'}}");
+  // Every split is tried in a well-formed line; a line of many spaces and no status gives up
+  // within the step bound and says no_match or not_access_line, never hangs.
+  EXPECT_EQ(ParseFresh(LogConfig("{path: /l, format: nginx, nginx: {log_format: "
+                                 "'$request_method $uri $a $b $c $status'}}"),
+                       "GET /x a b c d e f 200"),
+            ParseError::kNone);
+  const std::string hostile = "GET /" + std::string(5000, ' ') + "x";
+  const ParseError error = ParseFresh(log, hostile);
+  EXPECT_TRUE(error == ParseError::kNoMatch || error == ParseError::kInvalidStatus)
+      << ParseErrorName(error);
+}
+
+TEST(RealWorldLines, NotAccessLinesAreToldFromBrokenAccessLines) {
+  EXPECT_FALSE(LooksLikeAccessLine("INFO:     Started server process [1]"));
+  EXPECT_FALSE(LooksLikeAccessLine("WARNING:  Invalid HTTP request received."));
+  EXPECT_FALSE(LooksLikeAccessLine("aGET /x"));
+  EXPECT_TRUE(LooksLikeAccessLine("\"GET /x HTTP/1.1\""));
+  EXPECT_TRUE(LooksLikeAccessLine("POST http://h/x"));
+  EXPECT_TRUE(LooksLikeAccessLine("OPTIONS * HTTP/1.1"));
 }
 
 }  // namespace
