@@ -267,6 +267,69 @@ void ReadRoutes(SchemaReader& reader, const SchemaReader::Entry& entry, const st
   }
 }
 
+// Prometheus' duration syntax, one unit: "30s", "5m", "1h", "500ms".
+std::optional<std::chrono::milliseconds> ParseDurationText(const std::string& text) {
+  static const RE2 kDuration("([0-9]+)(ms|s|m|h)");
+  long long value = 0;
+  std::string unit;
+  if (!RE2::FullMatch(text, kDuration, &value, &unit) || value > 1000000000) return std::nullopt;
+  const long long per = unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60000 : 3600000;
+  return std::chrono::milliseconds(value * per);
+}
+
+void ReadRoutesFrom(SchemaReader& reader, const SchemaReader::Entry& entry,
+                    const std::string& path, std::optional<RoutesFrom>& routes_from) {
+  auto entries =
+      reader.Mapping(entry.value, entry.key, path, {"openapi_url", "openapi_file", "refresh"});
+  if (!entries) return;
+  RoutesFrom from;
+  from.position = PositionOf(entry.key);
+  bool has_source = false;
+  for (const auto& [name, item] : *entries) {
+    const std::string key_path = path + "." + name;
+    if (name == "openapi_url") {
+      auto url = reader.NonEmptyString(item, key_path);
+      if (url && !(url->starts_with("http://") || url->starts_with("https://"))) {
+        reader.Error(item.key, key_path, "must be an http:// or https:// URL");
+      } else if (url) {
+        from.openapi_url = *url;
+      }
+      has_source = true;
+    } else if (name == "openapi_file") {
+      auto file = reader.NonEmptyString(item, key_path);
+      if (file && (*file)[0] != '/') {
+        reader.Error(item.key, key_path, "must be an absolute path");
+      } else if (file) {
+        from.openapi_file = *file;
+      }
+      has_source = true;
+    } else if (name == "refresh") {
+      auto text = reader.NonEmptyString(item, key_path);
+      if (!text) continue;
+      const auto refresh = ParseDurationText(*text);
+      if (!refresh || *refresh < std::chrono::seconds(1) || *refresh > std::chrono::hours(24)) {
+        reader.Error(item.key, key_path,
+                     "must be a duration from 1s to 24h such as 30s, 5m or 1h, got '" + *text +
+                         "'");
+      } else {
+        from.refresh = *refresh;
+      }
+    }
+  }
+  bool has_url = false, has_file = false;
+  for (const auto& named : *entries) {
+    has_url |= named.first == "openapi_url";
+    has_file |= named.first == "openapi_file";
+  }
+  if (has_url && has_file) {
+    reader.Error(entry.key, path, "give openapi_url or openapi_file, not both");
+  } else if (!has_source) {
+    reader.Error(entry.key, path + ".openapi_url",
+                 "missing: the service's OpenAPI document (openapi_url or openapi_file)");
+  }
+  routes_from = from;
+}
+
 void ReadBuckets(SchemaReader& reader, const SchemaReader::Entry& entry, const std::string& path,
                  std::vector<double>& buckets) {
   auto values = reader.NumberList(entry, path);
@@ -343,7 +406,8 @@ void ReadServices(SchemaReader& reader, const SchemaReader::Entry& services_entr
     const std::string path = "services[" + std::to_string(i) + "]";
     auto entries = reader.Mapping(
         item, item, path,
-        {"name", "process", "access_logs", "routes", "exclude_paths", "max_paths", "buckets"});
+        {"name", "process", "access_logs", "routes", "routes_from", "exclude_paths", "max_paths",
+         "buckets"});
     if (!entries) continue;
     ServiceConfig service;
     service.position = PositionOf(item);
@@ -374,6 +438,8 @@ void ReadServices(SchemaReader& reader, const SchemaReader::Entry& services_entr
         ReadAccessLogs(reader, entry, path + ".access_logs", service.access_logs);
       } else if (name == "routes") {
         ReadRoutes(reader, entry, path + ".routes", service.routes);
+      } else if (name == "routes_from") {
+        ReadRoutesFrom(reader, entry, path + ".routes_from", service.routes_from);
       } else if (name == "exclude_paths") {
         if (auto paths = reader.StringList(entry, path + ".exclude_paths")) {
           for (std::size_t p = 0; p < paths->size(); ++p) {

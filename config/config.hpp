@@ -5,6 +5,7 @@
 // `--check-config` can print them all at once.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -74,11 +75,22 @@ struct AccessLogConfig {
   std::string fingerprint;
 };
 
+// Route templates read from the service's own OpenAPI document (FastAPI serves it at
+// /openapi.json by default): exact `path` labels with no routes to write.
+struct RoutesFrom {
+  std::string openapi_url;   // http:// or https://; or
+  std::string openapi_file;  // an absolute path, for services that turn the endpoint off
+  std::chrono::milliseconds refresh{5 * 60 * 1000};
+  SourcePosition position;
+  bool operator==(const RoutesFrom&) const = default;
+};
+
 struct ServiceConfig {
   std::string name;  // the value of the `service` label
   ProcessSelector process;
   std::vector<AccessLogConfig> access_logs;
-  std::vector<RouteTemplate> routes;       // first match wins
+  std::vector<RouteTemplate> routes;       // first match wins, before discovered routes
+  std::optional<RoutesFrom> routes_from;
   std::vector<std::string> exclude_paths;  // not counted at all
   int max_paths = 200;                     // distinct `path` values; beyond it, "__other__"
   std::vector<double> buckets{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0};

@@ -16,6 +16,7 @@
 #include <mutex>
 
 #include "collectors/access_log/access_log_collector.hpp"
+#include "collectors/access_log/openapi_routes.hpp"
 #include "collectors/exposition.hpp"
 #include "collectors/process/process_collector.hpp"
 #include "config/config.hpp"
@@ -398,6 +399,7 @@ int main(int argc, char** argv) {
   // civetweb's workers rendering a scrape each grew one, which cost several MB of RSS. One
   // arena is enough: the per-line path does not allocate.
   mallopt(M_ARENA_MAX, 1);
+  fe::access_log::InitRouteDiscovery();
   Flags flags;
   CLI::App app{
       "fastapi-exporter: Prometheus metrics for FastAPI services from /proc and their "

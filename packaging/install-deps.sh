@@ -9,6 +9,7 @@ build_deps=(
   prometheus-cpp-dev libcivetweb-dev zlib1g-dev
   libspdlog-dev libfmt-dev libyaml-cpp-dev libre2-dev libcli11-dev
   libsimdjson-dev libsystemd-dev libssl-dev libcrypt-dev
+  libcurl4-openssl-dev            # fetching the services' OpenAPI documents (routes_from)
   dpkg-dev file                   # cpack -G DEB: dpkg-shlibdeps and its helpers
 )
 test_deps=(

@@ -15,6 +15,7 @@
 #include "collectors/access_log/ansi.hpp"
 #include "collectors/access_log/envelope.hpp"
 #include "collectors/access_log/line_parser.hpp"
+#include "collectors/access_log/openapi_routes.hpp"
 #include "collectors/access_log/positions.hpp"
 #include "collectors/access_log/request_metrics.hpp"
 #include "collectors/access_log/route_normalizer.hpp"
@@ -76,6 +77,21 @@ struct SelfFamilies {
                 .Help("Requests counted without a duration observation because their duration "
                       "field was not a duration (negative, not a number, over a day).")
                 .Register(registry)),
+        routes_discovered(prometheus::BuildGauge()
+                              .Name("fastapi_exporter_routes_discovered")
+                              .Help("Route templates read from the service's OpenAPI document "
+                                    "and in use.")
+                              .Register(registry)),
+        routes_last_success(
+            prometheus::BuildGauge()
+                .Name("fastapi_exporter_routes_last_refresh_success_timestamp_seconds")
+                .Help("When the service's OpenAPI document was last read successfully.")
+                .Register(registry)),
+        routes_refresh_errors(prometheus::BuildCounter()
+                                  .Name("fastapi_exporter_routes_refresh_errors_total")
+                                  .Help("Failed reads of the service's OpenAPI document, by "
+                                        "reason; the last good route table stays in use.")
+                                  .Register(registry)),
         overflow(prometheus::BuildCounter()
                      .Name("fastapi_exporter_paths_overflow_total")
                      .Help("Requests counted under path=\"__other__\" because the service "
@@ -93,6 +109,9 @@ struct SelfFamilies {
   Family<Counter>& truncations;
   Family<Counter>& open_errors;
   Family<Counter>& invalid_durations;
+  Family<Gauge>& routes_discovered;
+  Family<Gauge>& routes_last_success;
+  Family<Counter>& routes_refresh_errors;
   Family<Counter>& overflow;
 };
 
@@ -106,9 +125,21 @@ struct ServiceState {
                                                      config.max_paths)),
         metrics(std::make_unique<RequestMetrics>(store, config.name, config.buckets)),
         self(self),
-        overflow(&self.overflow.Add({{"service", config.name}})) {}
+        overflow(&self.overflow.Add({{"service", config.name}})) {
+    if (config.routes_from) {
+      discovery = std::make_unique<RouteDiscovery>(
+          config.name, *config.routes_from,
+          RouteDiscoveryFamilies{self.routes_discovered, self.routes_last_success,
+                                 self.routes_refresh_errors});
+    }
+  }
   ~ServiceState() { self.overflow.Remove(overflow); }
   ServiceState(const ServiceState&) = delete;
+  // Lines read before the service's routes are known would be labelled by guesses: reading
+  // starts after the first fetch has answered (at most a few seconds, the fetch's timeout).
+  void WaitForRoutes() {
+    if (discovery) discovery->WaitFirstAttempt(std::chrono::seconds(8));
+  }
   ServiceState& operator=(const ServiceState&) = delete;
 
   std::string name;
@@ -117,6 +148,14 @@ struct ServiceState {
   std::unique_ptr<RequestMetrics> metrics;
   SelfFamilies& self;
   Counter* overflow;
+  std::unique_ptr<RouteDiscovery> discovery;  // with routes_from
+
+  // Called by the ingestion thread: a new discovered table replaces the old one between two
+  // lines, so the normalizer needs no lock.
+  void PickUpRoutes() {
+    std::vector<config::RouteTemplate> routes;
+    if (discovery->TakeUpdate(routes)) normalizer->SetDiscoveredRoutes(std::move(routes));
+  }
 };
 
 // One configured access log: its parser, and the handles of its self-metrics. Series are
@@ -175,6 +214,7 @@ class SourceState final : public SourceObserver {
     ParsedRequest request;
     const ParseError error = parser_->Parse(line, request);
     if (error != ParseError::kNone) return Reject(error, line);
+    if (service_.discovery && service_.discovery->HasUpdate()) service_.PickUpRoutes();
     const RouteNormalizer::Result route = service_.normalizer->Normalize(request.target);
     if (route.outcome == RouteNormalizer::Outcome::kInvalid) {
       return Reject(ParseError::kInvalidPath, line);
@@ -396,6 +436,7 @@ struct AccessLogCollector::Impl {
     if (sources.empty() || thread.joinable()) return;
     stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     thread = std::thread([this] {
+      for (const auto& service : services) service->WaitForRoutes();
       auto last_save = std::chrono::steady_clock::now();
       tailer->Run(stop_fd, [&] {
         const auto now = std::chrono::steady_clock::now();
@@ -482,6 +523,7 @@ void AccessLogCollector::Reconfigure(const config::Config& config) {
 }
 
 void AccessLogCollector::ReadOnce() {
+  for (const auto& service : impl_->services) service->WaitForRoutes();
   // A pass reads at most max_bytes_per_poll of each file: go on until nothing is left.
   for (bool rescan = true; impl_->tailer->Poll(rescan) > 0; rescan = false) {
   }

@@ -108,11 +108,7 @@ bool LooksLikeId(std::string_view s) {
 RouteNormalizer::RouteNormalizer(std::vector<config::RouteTemplate> routes,
                                  const std::vector<std::string>& exclude_paths, int max_paths)
     : routes_(std::move(routes)), max_other_paths_(std::size_t(max_paths)) {
-  for (const auto& route : routes_) {
-    auto [it, inserted] = ids_.try_emplace(route.text, uint32_t(labels_.size()));
-    if (inserted) labels_.push_back(route.text);
-    route_ids_.push_back(it->second);
-  }
+  for (const auto& route : routes_) route_ids_.push_back(RouteId(route.text));
   overflow_id_ = uint32_t(labels_.size());
   labels_.emplace_back(kOverflowLabel);
   ids_.try_emplace(std::string(kOverflowLabel), overflow_id_);
@@ -167,9 +163,23 @@ bool RouteNormalizer::Clean(std::string_view target) {
   return true;
 }
 
-int RouteNormalizer::MatchRoute() const {
-  for (std::size_t r = 0; r < routes_.size(); ++r) {
-    const auto& segments = routes_[r].segments;
+uint32_t RouteNormalizer::RouteId(std::string_view text) {
+  if (const auto it = ids_.find(text); it != ids_.end()) return it->second;
+  const uint32_t id = uint32_t(labels_.size());
+  ids_.emplace(std::string(text), id);
+  labels_.emplace_back(text);
+  return id;
+}
+
+void RouteNormalizer::SetDiscoveredRoutes(std::vector<config::RouteTemplate> routes) {
+  discovered_ = std::move(routes);
+  discovered_ids_.clear();
+  for (const auto& route : discovered_) discovered_ids_.push_back(RouteId(route.text));
+}
+
+int RouteNormalizer::MatchRoute(const std::vector<config::RouteTemplate>& routes) const {
+  for (std::size_t r = 0; r < routes.size(); ++r) {
+    const auto& segments = routes[r].segments;
     const bool has_rest = !segments.empty() && segments.back().kind == RouteSegment::Kind::kRest;
     if (has_rest ? segments_.size() < segments.size() : segments_.size() != segments.size()) {
       continue;
@@ -216,13 +226,15 @@ RouteNormalizer::Result RouteNormalizer::Normalize(std::string_view target) {
     result.outcome = Outcome::kExcluded;
     return result;
   }
-  const int route = MatchRoute();
   result.outcome = Outcome::kPath;
-  if (route >= 0) {
+  if (const int route = MatchRoute(routes_); route >= 0) {
     result.path_id = route_ids_[std::size_t(route)];
-    if (IsExcluded(routes_[std::size_t(route)].text)) {
-      result.outcome = Outcome::kExcluded;
-    }
+    if (IsExcluded(routes_[std::size_t(route)].text)) result.outcome = Outcome::kExcluded;
+    return result;
+  }
+  if (const int route = MatchRoute(discovered_); route >= 0) {
+    result.path_id = discovered_ids_[std::size_t(route)];
+    if (IsExcluded(discovered_[std::size_t(route)].text)) result.outcome = Outcome::kExcluded;
     return result;
   }
   CollapseIds();

@@ -32,6 +32,12 @@ class RouteNormalizer {
   // Does not allocate once the path's label has been seen before.
   Result Normalize(std::string_view target);
 
+  // Routes read from the service (its OpenAPI document), tried after the configured ones:
+  // replaces the previous discovered table. Labels already seen keep their ids (and so their
+  // series); discovered routes do not count towards max_paths.
+  void SetDiscoveredRoutes(std::vector<config::RouteTemplate> routes);
+  std::size_t discovered_routes() const { return discovered_.size(); }
+
   const std::string& PathLabel(uint32_t path_id) const { return labels_[path_id]; }
   std::size_t distinct_paths() const { return labels_.size(); }
 
@@ -47,13 +53,17 @@ class RouteNormalizer {
   using LabelIds = std::unordered_map<std::string, uint32_t, Hash, std::equal_to<>>;
 
   bool Clean(std::string_view target);  // into decoded_, false if invalid
-  int MatchRoute() const;               // index into routes_, or -1
+  // Index into `routes`, or -1.
+  int MatchRoute(const std::vector<config::RouteTemplate>& routes) const;
+  uint32_t RouteId(std::string_view text);
   void CollapseIds();                   // decoded_ -> collapsed_
   uint32_t Intern(std::string_view label);
   bool IsExcluded(std::string_view path) const;
 
   std::vector<config::RouteTemplate> routes_;
   std::vector<uint32_t> route_ids_;
+  std::vector<config::RouteTemplate> discovered_;
+  std::vector<uint32_t> discovered_ids_;
   LabelIds excluded_;
   LabelIds ids_;
   std::vector<std::string> labels_;
