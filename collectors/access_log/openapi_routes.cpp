@@ -69,15 +69,20 @@ OpenApiError RoutesFromOpenApi(std::string_view document, std::vector<config::Ro
     std::string_view url;
     if (!servers.at(0)["url"].get_string().get(url)) prefix = PathPrefix(url);
   }
+  // Behind a proxy that strips the prefix, the proxy's log has it and the app's own log does
+  // not: both spellings are routes, the prefixed ones first.
   std::vector<config::RouteTemplate> table;
-  for (const dom::key_value_pair path : paths) {
-    std::string problem;
-    auto route = config::ParseRouteTemplate(prefix + std::string(path.key), &problem);
-    if (!route) {
-      ++skipped;
-      continue;
+  for (const std::string& with : prefix.empty() ? std::vector<std::string>{""}
+                                                : std::vector<std::string>{prefix, ""}) {
+    for (const dom::key_value_pair path : paths) {
+      std::string problem;
+      auto route = config::ParseRouteTemplate(with + std::string(path.key), &problem);
+      if (!route) {
+        skipped += with.empty() ? 1 : 0;
+        continue;
+      }
+      table.push_back(std::move(*route));
     }
-    table.push_back(std::move(*route));
   }
   routes = std::move(table);
   return OpenApiError::kNone;

@@ -2,7 +2,8 @@
 // default), and the thread that keeps them fresh.
 //
 // Every key of `paths` becomes a route in FastAPI syntax, prefixed by the path of the first
-// `servers` URL (FastAPI's root_path). Path parameters match one segment whatever their
+// `servers` URL (FastAPI's root_path), and also without it (an app behind a proxy that strips
+// the prefix logs paths without it). Path parameters match one segment whatever their
 // declared type: FastAPI routes a request by its path first and validates types afterwards
 // (a 422 under the same route), which is also what in-process middleware labels. OpenAPI
 // cannot tell a {x:path} convertor (it appears as {x}), nor list mounted sub-applications or

@@ -19,7 +19,9 @@ import json
 import os
 import time
 
-from fastapi import FastAPI, HTTPException
+import uuid
+
+from fastapi import APIRouter, FastAPI, HTTPException
 
 
 class JsonAccessLog:
@@ -91,6 +93,44 @@ async def slow(ms: int = 50):
 @app.get("/api/error")
 async def error():
     raise RuntimeError("a bug")  # uvicorn answers 500
+
+
+orders = APIRouter(prefix="/api/orders")
+
+
+@orders.get("/{order_id}")
+async def get_order(order_id: int):
+    return {"order": order_id}
+
+
+@orders.get("/{order_id}/lines/{line_no}")
+async def get_order_line(order_id: int, line_no: int):
+    return {"order": order_id, "line": line_no}
+
+
+app.include_router(orders)
+
+
+@app.get("/api/sessions/{session_id}")
+async def get_session(session_id: uuid.UUID):
+    return {"session": str(session_id)}
+
+
+@app.get("/files/{file_path:path}")
+async def get_file(file_path: str):
+    return {"file": file_path}
+
+
+# A mounted sub-application: absent from the parent's OpenAPI document.
+admin = FastAPI()
+
+
+@admin.get("/stats")
+async def admin_stats():
+    return {"requests": 0}
+
+
+app.mount("/admin", admin)
 
 
 @app.get("/health")
