@@ -115,13 +115,28 @@ struct SelfFamilies {
   Family<Counter>& overflow;
 };
 
+// exclude_paths, and the path of the service's OpenAPI document when the exporter fetches
+// it: its own requests are not the service's traffic.
+std::vector<std::string> ExcludedPaths(const config::ServiceConfig& config) {
+  std::vector<std::string> paths = config.exclude_paths;
+  if (config.routes_from && !config.routes_from->openapi_url.empty()) {
+    std::string_view url = config.routes_from->openapi_url;
+    const std::size_t slash = url.find('/', url.find("://") + 3);
+    if (slash != std::string_view::npos) {
+      url = url.substr(slash);
+      paths.emplace_back(url.substr(0, url.find_first_of("?#")));
+    }
+  }
+  return paths;
+}
+
 // The request counting of one service. Kept across a reload when its request_fingerprint is
 // unchanged; its series leave /metrics when it is destroyed.
 struct ServiceState {
   ServiceState(const config::ServiceConfig& config, RequestStore& store, SelfFamilies& self)
       : name(config.name),
         request_fingerprint(config.request_fingerprint),
-        normalizer(std::make_unique<RouteNormalizer>(config.routes, config.exclude_paths,
+        normalizer(std::make_unique<RouteNormalizer>(config.routes, ExcludedPaths(config),
                                                      config.max_paths)),
         metrics(std::make_unique<RequestMetrics>(store, config.name, config.buckets)),
         self(self),

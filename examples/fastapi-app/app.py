@@ -36,6 +36,9 @@ class JsonAccessLog:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start = time.perf_counter()
+        # Read before the app runs: routing to a mounted sub-application rewrites the scope
+        # in place (its path loses the mount prefix).
+        path, method = scope["path"], scope["method"]
         status = 500  # what the client sees if the app raises before responding
 
         async def send_and_remember_status(message):
@@ -53,8 +56,8 @@ class JsonAccessLog:
                 .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                 "level": "ERROR" if status >= 500 else "INFO",
                 "service": self.service,
-                "endpoint": scope["path"],
-                "method": scope["method"],
+                "endpoint": path,
+                "method": method,
                 "status_code": status,
                 "duration_ms": round(duration_ms, 3),
                 "message": "Request completed",

@@ -60,6 +60,10 @@ echo "$security"
 grep -Eq "level for fastapi-exporter.service: [0-9.]+ (OK|SAFE|PERFECT)" <<<"$security" ||
   fail "systemd-analyze security rates the unit worse than OK"
 
+echo "--- fastapi-exporter-routes"
+routes=$(fastapi-exporter-routes --app-dir "$source/examples/fastapi-app" app:app)
+grep -qF "      - '/files/{file_path:path}'" <<<"$routes" || fail "route dump: $routes"
+
 echo "--- check-config"
 fastapi-exporter --check-config /etc/fastapi-exporter/config.yaml
 
