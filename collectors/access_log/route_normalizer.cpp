@@ -2,6 +2,9 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
+#include <map>
+
 namespace fastapi_exporter::access_log {
 namespace {
 
@@ -107,8 +110,8 @@ bool LooksLikeId(std::string_view s) {
 
 RouteNormalizer::RouteNormalizer(std::vector<config::RouteTemplate> routes,
                                  const std::vector<std::string>& exclude_paths, int max_paths)
-    : routes_(std::move(routes)), max_other_paths_(std::size_t(max_paths)) {
-  for (const auto& route : routes_) route_ids_.push_back(RouteId(route.text));
+    : max_other_paths_(std::size_t(max_paths)) {
+  BuildTable(std::move(routes), configured_);
   overflow_id_ = uint32_t(labels_.size());
   labels_.emplace_back(kOverflowLabel);
   ids_.try_emplace(std::string(kOverflowLabel), overflow_id_);
@@ -172,26 +175,76 @@ uint32_t RouteNormalizer::RouteId(std::string_view text) {
 }
 
 void RouteNormalizer::SetDiscoveredRoutes(std::vector<config::RouteTemplate> routes) {
-  discovered_ = std::move(routes);
-  discovered_ids_.clear();
-  for (const auto& route : discovered_) discovered_ids_.push_back(RouteId(route.text));
+  BuildTable(std::move(routes), discovered_);
 }
 
-int RouteNormalizer::MatchRoute(const std::vector<config::RouteTemplate>& routes) const {
-  for (std::size_t r = 0; r < routes.size(); ++r) {
-    const auto& segments = routes[r].segments;
-    const bool has_rest = !segments.empty() && segments.back().kind == RouteSegment::Kind::kRest;
-    if (has_rest ? segments_.size() < segments.size() : segments_.size() != segments.size()) {
+void RouteNormalizer::BuildTable(std::vector<config::RouteTemplate> routes, RouteTable& table) {
+  table.routes = std::move(routes);
+  table.ids.clear();
+  table.by_literal.clear();
+  table.no_literal.clear();
+  // How many routes have each literal at each position.
+  std::map<std::pair<std::size_t, std::string_view>, int> frequency;
+  for (const auto& route : table.routes) {
+    for (std::size_t i = 0; i < route.segments.size(); ++i) {
+      if (route.segments[i].kind == RouteSegment::Kind::kLiteral) {
+        ++frequency[{i, route.segments[i].literal}];
+      }
+    }
+  }
+  for (std::size_t r = 0; r < table.routes.size(); ++r) {
+    const auto& route = table.routes[r];
+    table.ids.push_back(RouteId(route.text));
+    int rare = -1, best = 0;
+    for (std::size_t i = 0; i < route.segments.size(); ++i) {
+      if (route.segments[i].kind != RouteSegment::Kind::kLiteral) continue;
+      const int count = frequency[{i, route.segments[i].literal}];
+      if (rare < 0 || count < best) rare = int(i), best = count;
+    }
+    if (rare < 0) {
+      table.no_literal.push_back(uint32_t(r));
       continue;
     }
-    bool match = true;
-    for (std::size_t i = 0; match && i < segments.size(); ++i) {
-      if (segments[i].kind == RouteSegment::Kind::kRest) break;
-      match = SegmentMatches(segments[i], segments_[i]);
-    }
-    if (match) return int(r);
+    if (table.by_literal.size() <= std::size_t(rare)) table.by_literal.resize(std::size_t(rare) + 1);
+    table.by_literal[std::size_t(rare)][route.segments[std::size_t(rare)].literal].push_back(
+        uint32_t(r));
   }
-  return -1;
+}
+
+bool RouteNormalizer::RouteMatches(const config::RouteTemplate& route) const {
+  const auto& segments = route.segments;
+  const bool rest = !segments.empty() && segments.back().kind == RouteSegment::Kind::kRest;
+  if (rest ? segments_.size() < segments.size() : segments_.size() != segments.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    if (segments[i].kind == RouteSegment::Kind::kRest) break;
+    if (!SegmentMatches(segments[i], segments_[i])) return false;
+  }
+  return true;
+}
+
+int RouteNormalizer::MatchRoute(const RouteTable& table) const {
+  // The lowest matching index of each candidate list; lists are ascending, so each stops at
+  // its first match or at the best found so far.
+  int best = -1;
+  auto scan = [&](const std::vector<uint32_t>& candidates) {
+    for (const uint32_t r : candidates) {
+      if (best >= 0 && r >= uint32_t(best)) return;
+      if (RouteMatches(table.routes[r])) {
+        best = int(r);
+        return;
+      }
+    }
+  };
+  const std::size_t positions = std::min(table.by_literal.size(), segments_.size());
+  for (std::size_t p = 0; p < positions; ++p) {
+    const auto& words = table.by_literal[p];
+    if (words.empty()) continue;
+    if (const auto it = words.find(segments_[p]); it != words.end()) scan(it->second);
+  }
+  scan(table.no_literal);
+  return best;
 }
 
 void RouteNormalizer::CollapseIds() {
@@ -227,15 +280,12 @@ RouteNormalizer::Result RouteNormalizer::Normalize(std::string_view target) {
     return result;
   }
   result.outcome = Outcome::kPath;
-  if (const int route = MatchRoute(routes_); route >= 0) {
-    result.path_id = route_ids_[std::size_t(route)];
-    if (IsExcluded(routes_[std::size_t(route)].text)) result.outcome = Outcome::kExcluded;
-    return result;
-  }
-  if (const int route = MatchRoute(discovered_); route >= 0) {
-    result.path_id = discovered_ids_[std::size_t(route)];
-    if (IsExcluded(discovered_[std::size_t(route)].text)) result.outcome = Outcome::kExcluded;
-    return result;
+  for (const RouteTable* table : {&configured_, &discovered_}) {
+    if (const int route = MatchRoute(*table); route >= 0) {
+      result.path_id = table->ids[std::size_t(route)];
+      if (IsExcluded(table->routes[std::size_t(route)].text)) result.outcome = Outcome::kExcluded;
+      return result;
+    }
   }
   CollapseIds();
   if (IsExcluded(collapsed_)) {

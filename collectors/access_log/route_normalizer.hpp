@@ -36,7 +36,7 @@ class RouteNormalizer {
   // replaces the previous discovered table. Labels already seen keep their ids (and so their
   // series); discovered routes do not count towards max_paths.
   void SetDiscoveredRoutes(std::vector<config::RouteTemplate> routes);
-  std::size_t discovered_routes() const { return discovered_.size(); }
+  std::size_t discovered_routes() const { return discovered_.routes.size(); }
 
   const std::string& PathLabel(uint32_t path_id) const { return labels_[path_id]; }
   std::size_t distinct_paths() const { return labels_.size(); }
@@ -53,17 +53,29 @@ class RouteNormalizer {
   using LabelIds = std::unordered_map<std::string, uint32_t, Hash, std::equal_to<>>;
 
   bool Clean(std::string_view target);  // into decoded_, false if invalid
-  // Index into `routes`, or -1.
-  int MatchRoute(const std::vector<config::RouteTemplate>& routes) const;
+  // A table of routes indexed so that a line looks at few of them: each route is filed under
+  // its rarest literal segment (position and word), and a line only tries the routes filed
+  // under its own words, plus those with no literal segment. Each list is in table order, and
+  // the lowest index matching in any list wins: first match in table order, as FastAPI does.
+  struct RouteTable {
+    std::vector<config::RouteTemplate> routes;
+    std::vector<uint32_t> ids;  // label ids
+    // by_literal[position][word] -> route indices, ascending
+    std::vector<std::unordered_map<std::string, std::vector<uint32_t>, Hash, std::equal_to<>>>
+        by_literal;
+    std::vector<uint32_t> no_literal;
+  };
+  void BuildTable(std::vector<config::RouteTemplate> routes, RouteTable& table);
+  // Index into table.routes, or -1.
+  int MatchRoute(const RouteTable& table) const;
+  bool RouteMatches(const config::RouteTemplate& route) const;
   uint32_t RouteId(std::string_view text);
   void CollapseIds();                   // decoded_ -> collapsed_
   uint32_t Intern(std::string_view label);
   bool IsExcluded(std::string_view path) const;
 
-  std::vector<config::RouteTemplate> routes_;
-  std::vector<uint32_t> route_ids_;
-  std::vector<config::RouteTemplate> discovered_;
-  std::vector<uint32_t> discovered_ids_;
+  RouteTable configured_;
+  RouteTable discovered_;
   LabelIds excluded_;
   LabelIds ids_;
   std::vector<std::string> labels_;

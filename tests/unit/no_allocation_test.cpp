@@ -60,7 +60,8 @@ class CountingSink : public LineSink {
 };
 
 void CheckNoAllocationPerLine(const std::string& log_yaml,
-                              const std::function<std::string(int)>& line) {
+                              const std::function<std::string(int)>& line,
+                              std::size_t discovered_routes = 0) {
   const auto loaded = config::ParseConfig(
       "services:\n  - name: s\n    routes: ['/api/users/{id}']\n    access_logs:\n      - " +
       log_yaml + "\n");
@@ -68,6 +69,12 @@ void CheckNoAllocationPerLine(const std::string& log_yaml,
   const auto& service = loaded.config.services[0];
   auto parser = MakeLineParser(service.access_logs[0]);
   RouteNormalizer normalizer(service.routes, {}, 200);
+  std::vector<config::RouteTemplate> discovered;
+  for (std::size_t n = 0; n < discovered_routes; ++n) {
+    discovered.push_back(
+        *config::ParseRouteTemplate("/api/r" + std::to_string(n) + "/{item_id}", nullptr));
+  }
+  normalizer.SetDiscoveredRoutes(discovered);
   RequestStore store("fastapi");
   RequestMetrics metrics(store, "s", service.buckets);
 
@@ -117,6 +124,16 @@ TEST(NoAllocation, NginxLines) {
         return "10.0.0.1 - - [27/Nov/2026:10:00:00 +0000] \"GET /api/orders/" + std::to_string(i) +
                "/items?x=1 HTTP/1.1\" 200 12 \"-\" \"curl/8\" 0.0" + std::to_string(i % 10);
       });
+}
+
+TEST(NoAllocation, JsonLinesWith500DiscoveredRoutes) {
+  CheckNoAllocationPerLine(
+      "{path: /x, format: json}",
+      [](int i) {
+        return R"({"endpoint":"/api/r)" + std::to_string(i % 500) + "/" + std::to_string(i) +
+               R"(","method":"GET","status_code":200,"duration_ms":3})";
+      },
+      500);
 }
 
 TEST(NoAllocation, UvicornLines) {

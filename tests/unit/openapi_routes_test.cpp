@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <random>
 #include <thread>
 
 #include "collectors/access_log/route_normalizer.hpp"
@@ -170,6 +171,59 @@ TEST(RouteDiscovery, ReadsAFileKeepsTheLastGoodTableAndCountsErrors) {
   EXPECT_GE(invalid.Value(), 1);
   EXPECT_FALSE(discovery.TakeUpdate(routes));  // the last good table stays
   EXPECT_EQ(discovered.Add({{"service", "api"}}).Value(), 20);
+}
+
+}  // namespace
+}  // namespace fastapi_exporter::access_log
+
+namespace fastapi_exporter::access_log {
+namespace {
+
+// The index must not change which route wins: the first in table order that matches, as a
+// scan of one-route tables in order says, over a table whose routes shadow each other.
+TEST(RouteIndex, FirstMatchInTableOrderAsAScanSays) {
+  const std::vector<std::string> words = {"api", "users", "me", "orders", "v1", "7", "x"};
+  const std::vector<std::string> params = {"{a}", "{b:int}", "{c:path}"};
+  std::mt19937 random(42);
+  auto pick = [&](const std::vector<std::string>& from) { return from[random() % from.size()]; };
+  std::vector<config::RouteTemplate> routes;
+  while (routes.size() < 300) {
+    std::string text;
+    const int length = 1 + int(random() % 4);
+    for (int i = 0; i < length; ++i) {
+      const bool param = random() % 3 == 0;
+      std::string segment = param ? pick(params) : pick(words);
+      if (segment == "{c:path}" && i + 1 < length) segment = "{d}";
+      text += "/" + segment;
+    }
+    if (auto route = config::ParseRouteTemplate(text, nullptr)) routes.push_back(*route);
+  }
+  RouteNormalizer indexed({}, {}, 1000);
+  indexed.SetDiscoveredRoutes(routes);
+  for (int n = 0; n < 3000; ++n) {
+    std::string target;
+    const int length = 1 + int(random() % 5);
+    for (int i = 0; i < length; ++i) target += "/" + pick(words);
+    std::string expected;
+    for (const auto& route : routes) {
+      RouteNormalizer one({route}, {}, 1000);
+      const auto result = one.Normalize(target);
+      if (one.PathLabel(result.path_id) == route.text) {
+        expected = route.text;
+        break;
+      }
+    }
+    const auto result = indexed.Normalize(target);
+    const std::string& label = indexed.PathLabel(result.path_id);
+    if (expected.empty()) {
+      EXPECT_EQ(std::find_if(routes.begin(), routes.end(),
+                             [&](const auto& r) { return r.text == label; }),
+                routes.end())
+          << target << " matched " << label;
+    } else {
+      EXPECT_EQ(label, expected) << target;
+    }
+  }
 }
 
 }  // namespace
