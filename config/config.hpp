@@ -82,7 +82,6 @@ struct RoutesFrom {
   std::string openapi_file;  // an absolute path, for services that turn the endpoint off
   std::chrono::milliseconds refresh{5 * 60 * 1000};
   SourcePosition position;
-  bool operator==(const RoutesFrom&) const = default;
 };
 
 struct ServiceConfig {
