@@ -277,8 +277,8 @@ std::optional<std::chrono::milliseconds> ParseDurationText(const std::string& te
   return std::chrono::milliseconds(value * per);
 }
 
-void ReadRoutesFrom(SchemaReader& reader, const SchemaReader::Entry& entry,
-                    const std::string& path, std::optional<RoutesFrom>& routes_from) {
+void ReadRoutesFrom(SchemaReader& reader, const SchemaReader::Entry& entry, const std::string& path,
+                    std::optional<RoutesFrom>& routes_from) {
   auto entries =
       reader.Mapping(entry.value, entry.key, path, {"openapi_url", "openapi_file", "refresh"});
   if (!entries) return;
@@ -308,9 +308,9 @@ void ReadRoutesFrom(SchemaReader& reader, const SchemaReader::Entry& entry,
       if (!text) continue;
       const auto refresh = ParseDurationText(*text);
       if (!refresh || *refresh < std::chrono::seconds(1) || *refresh > std::chrono::hours(24)) {
-        reader.Error(item.key, key_path,
-                     "must be a duration from 1s to 24h such as 30s, 5m or 1h, got '" + *text +
-                         "'");
+        reader.Error(
+            item.key, key_path,
+            "must be a duration from 1s to 24h such as 30s, 5m or 1h, got '" + *text + "'");
       } else {
         from.refresh = *refresh;
       }
@@ -404,10 +404,9 @@ void ReadServices(SchemaReader& reader, const SchemaReader::Entry& services_entr
   for (std::size_t i = 0; i < services_entry.value.size(); ++i) {
     const YAML::Node item = services_entry.value[i];
     const std::string path = "services[" + std::to_string(i) + "]";
-    auto entries = reader.Mapping(
-        item, item, path,
-        {"name", "process", "access_logs", "routes", "routes_from", "exclude_paths", "max_paths",
-         "buckets"});
+    auto entries = reader.Mapping(item, item, path,
+                                  {"name", "process", "access_logs", "routes", "routes_from",
+                                   "exclude_paths", "max_paths", "buckets"});
     if (!entries) continue;
     ServiceConfig service;
     service.position = PositionOf(item);

@@ -88,7 +88,7 @@ struct ServiceConfig {
   std::string name;  // the value of the `service` label
   ProcessSelector process;
   std::vector<AccessLogConfig> access_logs;
-  std::vector<RouteTemplate> routes;       // first match wins, before discovered routes
+  std::vector<RouteTemplate> routes;  // first match wins, before discovered routes
   std::optional<RoutesFrom> routes_from;
   std::vector<std::string> exclude_paths;  // not counted at all
   int max_paths = 200;                     // distinct `path` values; beyond it, "__other__"

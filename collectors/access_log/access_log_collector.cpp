@@ -243,9 +243,10 @@ class SourceState final : public SourceObserver {
       invalid_durations_->Increment();
       if (!logged_invalid_duration_) {
         logged_invalid_duration_ = true;
-        spdlog::warn("{}: counting a request without its duration, which is not one (further "
-                     "ones are only counted): {}",
-                     config_.path, line.substr(0, 200));
+        spdlog::warn(
+            "{}: counting a request without its duration, which is not one (further "
+            "ones are only counted): {}",
+            config_.path, line.substr(0, 200));
       }
     }
     service_.metrics->Record(ParseHttpMethod(request.method), route.path_id,

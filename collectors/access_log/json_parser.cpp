@@ -28,7 +28,7 @@ class JsonLineParser final : public LineParser {
       // A line that does not even start an object is another writer's line in the stream.
       const std::size_t first = line.find_first_not_of(" \t");
       return first != std::string_view::npos && line[first] == '{' ? ParseError::kInvalidJson
-                                                                    : ParseError::kNotAccessLine;
+                                                                   : ParseError::kNotAccessLine;
     }
     bool has_method = false, has_path = false, has_status = false;
     for (const dom::key_value_pair field : object) {

@@ -33,13 +33,14 @@ void InitRouteDiscovery() {
 
 std::string_view OpenApiErrorName(OpenApiError error) {
   static constexpr std::string_view kNames[kOpenApiErrorCount] = {
-      "none", "fetch", "http_status", "too_large", "invalid_json", "invalid_openapi",
-      "too_many_paths"};
+      "none",         "fetch",           "http_status",   "too_large",
+      "invalid_json", "invalid_openapi", "too_many_paths"};
   return kNames[std::size_t(error)];
 }
 
-OpenApiError RoutesFromOpenApi(std::string_view document, std::vector<config::RouteTemplate>& routes,
-                               std::size_t& skipped, std::string& message) {
+OpenApiError RoutesFromOpenApi(std::string_view document,
+                               std::vector<config::RouteTemplate>& routes, std::size_t& skipped,
+                               std::string& message) {
   skipped = 0;
   if (document.size() > kMaxOpenApiBytes) {
     message = "the document is over " + std::to_string(kMaxOpenApiBytes) + " bytes";
@@ -58,8 +59,7 @@ OpenApiError RoutesFromOpenApi(std::string_view document, std::vector<config::Ro
     return OpenApiError::kInvalidOpenApi;
   }
   if (paths.size() > kMaxOpenApiPaths) {
-    message = std::to_string(paths.size()) + " paths, at most " +
-              std::to_string(kMaxOpenApiPaths);
+    message = std::to_string(paths.size()) + " paths, at most " + std::to_string(kMaxOpenApiPaths);
     return OpenApiError::kTooManyPaths;
   }
   // FastAPI puts root_path in servers[0].url.
@@ -72,8 +72,8 @@ OpenApiError RoutesFromOpenApi(std::string_view document, std::vector<config::Ro
   // Behind a proxy that strips the prefix, the proxy's log has it and the app's own log does
   // not: both spellings are routes, the prefixed ones first.
   std::vector<config::RouteTemplate> table;
-  for (const std::string& with : prefix.empty() ? std::vector<std::string>{""}
-                                                : std::vector<std::string>{prefix, ""}) {
+  for (const std::string& with :
+       prefix.empty() ? std::vector<std::string>{""} : std::vector<std::string>{prefix, ""}) {
     for (const dom::key_value_pair path : paths) {
       std::string problem;
       auto route = config::ParseRouteTemplate(with + std::string(path.key), &problem);

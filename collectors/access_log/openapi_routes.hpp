@@ -31,16 +31,24 @@ inline constexpr std::size_t kMaxOpenApiBytes = 16 << 20;
 inline constexpr std::size_t kMaxOpenApiPaths = 10000;
 
 // Why a refresh failed: the `reason` label of fastapi_exporter_routes_refresh_errors_total.
-enum class OpenApiError { kNone, kFetch, kHttpStatus, kTooLarge, kInvalidJson, kInvalidOpenApi,
-                          kTooManyPaths };
+enum class OpenApiError {
+  kNone,
+  kFetch,
+  kHttpStatus,
+  kTooLarge,
+  kInvalidJson,
+  kInvalidOpenApi,
+  kTooManyPaths
+};
 inline constexpr std::size_t kOpenApiErrorCount = 7;
 std::string_view OpenApiErrorName(OpenApiError error);
 
 // The routes of an OpenAPI document, in the document's order (FastAPI's declaration order).
 // On error returns the reason and says why in `message`; `routes` is then untouched. Paths
 // that cannot be a route template are skipped and counted in `skipped`.
-OpenApiError RoutesFromOpenApi(std::string_view document, std::vector<config::RouteTemplate>& routes,
-                               std::size_t& skipped, std::string& message);
+OpenApiError RoutesFromOpenApi(std::string_view document,
+                               std::vector<config::RouteTemplate>& routes, std::size_t& skipped,
+                               std::string& message);
 
 // libcurl's process-wide setup, which is not thread-safe: call once from main before any
 // thread starts (libcurl would otherwise do it on first use, from whichever thread).
@@ -48,9 +56,9 @@ void InitRouteDiscovery();
 
 // Self-metrics of route discovery, per service.
 struct RouteDiscoveryFamilies {
-  prometheus::Family<prometheus::Gauge>& discovered;         // routes in the table in use
-  prometheus::Family<prometheus::Gauge>& last_success;       // unix time of the last good refresh
-  prometheus::Family<prometheus::Counter>& refresh_errors;   // by reason
+  prometheus::Family<prometheus::Gauge>& discovered;        // routes in the table in use
+  prometheus::Family<prometheus::Gauge>& last_success;      // unix time of the last good refresh
+  prometheus::Family<prometheus::Counter>& refresh_errors;  // by reason
 };
 
 // Fetches a service's OpenAPI document at start and every `refresh`, on a thread of its own:

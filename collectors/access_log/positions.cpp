@@ -1,9 +1,9 @@
 #include "collectors/access_log/positions.hpp"
 
 #include <fcntl.h>
+#include <simdjson.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <simdjson.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>

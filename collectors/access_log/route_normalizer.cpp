@@ -205,7 +205,8 @@ void RouteNormalizer::BuildTable(std::vector<config::RouteTemplate> routes, Rout
       table.no_literal.push_back(uint32_t(r));
       continue;
     }
-    if (table.by_literal.size() <= std::size_t(rare)) table.by_literal.resize(std::size_t(rare) + 1);
+    if (table.by_literal.size() <= std::size_t(rare))
+      table.by_literal.resize(std::size_t(rare) + 1);
     table.by_literal[std::size_t(rare)][route.segments[std::size_t(rare)].literal].push_back(
         uint32_t(r));
   }

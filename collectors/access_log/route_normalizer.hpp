@@ -70,7 +70,7 @@ class RouteNormalizer {
   int MatchRoute(const RouteTable& table) const;
   bool RouteMatches(const config::RouteTemplate& route) const;
   uint32_t RouteId(std::string_view text);
-  void CollapseIds();                   // decoded_ -> collapsed_
+  void CollapseIds();  // decoded_ -> collapsed_
   uint32_t Intern(std::string_view label);
   bool IsExcluded(std::string_view path) const;
 

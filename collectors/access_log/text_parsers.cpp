@@ -20,7 +20,8 @@ bool QuotedThenStatus(std::string_view line) {
   const std::size_t close = line.find('"', open + 1);
   if (close == std::string_view::npos) return false;
   const std::string_view after = line.substr(close + 1, 4);
-  return after.size() == 4 && after[0] == ' ' && std::isdigit(static_cast<unsigned char>(after[1])) &&
+  return after.size() == 4 && after[0] == ' ' &&
+         std::isdigit(static_cast<unsigned char>(after[1])) &&
          std::isdigit(static_cast<unsigned char>(after[2])) &&
          std::isdigit(static_cast<unsigned char>(after[3]));
 }
@@ -125,7 +126,8 @@ class FieldFormatLineParser final : public LineParser {
       return close != std::string_view::npos && Match(line, i + 1, close + 1, out);
     }
     if (i + 1 == tokens_.size()) {
-      return AcceptField(token.field, line.substr(pos), out) && Match(line, i + 1, line.size(), out);
+      return AcceptField(token.field, line.substr(pos), out) &&
+             Match(line, i + 1, line.size(), out);
     }
     const std::string& next = tokens_[i + 1].literal;
     for (std::size_t end = line.find(next, pos); end != std::string_view::npos;

@@ -27,8 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     auto fresh = access_log::MakeEnvelopeDecoder(envelope, kMaxLineBytes);
     std::string_view fresh_line;
     const Status fresh_status = fresh->Decode(record, fresh_line);
-    if (fresh_status != status ||
-        (status == Status::kLine && std::string(fresh_line) != seen)) {
+    if (fresh_status != status || (status == Status::kLine && std::string(fresh_line) != seen)) {
       fuzz::Fail("a decoder holding nothing differs from a fresh one");
     }
   }

@@ -41,7 +41,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     RouteNormalizer fresh(service.routes, service.exclude_paths, kMaxPaths);
     const RouteNormalizer::Result fresh_result = fresh.Normalize(target);
     if (fresh_result.outcome != result.outcome) fuzz::Fail("fresh normalizer: other outcome");
-    if (label != RouteNormalizer::kOverflowLabel && fresh.PathLabel(fresh_result.path_id) != label) {
+    if (label != RouteNormalizer::kOverflowLabel &&
+        fresh.PathLabel(fresh_result.path_id) != label) {
       fuzz::Fail("fresh normalizer: label " + fresh.PathLabel(fresh_result.path_id) + " vs " +
                  label);
     }

@@ -124,8 +124,7 @@ TEST(UvicornParser, DefaultAccessLines) {
                 {"POST", "/api/users", 422, -1});
   ExpectRequest(*parser, R"(2026-11-27 10:00:00 uvicorn.access 1.2.3.4:5 - "HEAD / HTTP/2" 307)",
                 {"HEAD", "/", 307, -1});
-  EXPECT_EQ(Reject(*parser, "INFO:     Started server process [1234]"),
-            ParseError::kNotAccessLine);
+  EXPECT_EQ(Reject(*parser, "INFO:     Started server process [1234]"), ParseError::kNotAccessLine);
   EXPECT_EQ(Reject(*parser, R"(INFO:     1.2.3.4:5 - "GET /x HTTP/1.1" abc OK)"),
             ParseError::kInvalidStatus);
   EXPECT_EQ(Reject(*parser, R"(INFO:     1.2.3.4:5 - "garbage" 200 OK)"),

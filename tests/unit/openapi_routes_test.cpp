@@ -7,8 +7,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "collectors/access_log/route_normalizer.hpp"
@@ -44,11 +44,16 @@ TEST(OpenApiRoutes, FastApisOwnDocument) {
   ASSERT_EQ(RoutesFromOpenApi(kFastApiDocument, routes, skipped, message), OpenApiError::kNone)
       << message;
   EXPECT_EQ(skipped, 0u);
-  const std::vector<std::string> paths = {
-      "/api/users/{user_id}", "/api/items", "/api/items/{item_id}/reviews/{review_id}",
-      "/api/slow", "/api/error", "/api/orders/{order_id}",
-      "/api/orders/{order_id}/lines/{line_no}", "/api/sessions/{session_id}",
-      "/files/{file_path}", "/health"};
+  const std::vector<std::string> paths = {"/api/users/{user_id}",
+                                          "/api/items",
+                                          "/api/items/{item_id}/reviews/{review_id}",
+                                          "/api/slow",
+                                          "/api/error",
+                                          "/api/orders/{order_id}",
+                                          "/api/orders/{order_id}/lines/{line_no}",
+                                          "/api/sessions/{session_id}",
+                                          "/files/{file_path}",
+                                          "/health"};
   std::vector<std::string> expected;
   for (const auto& path : paths) expected.push_back("/svc" + path);  // root_path first
   expected.insert(expected.end(), paths.begin(), paths.end());
@@ -77,7 +82,7 @@ TEST(OpenApiRoutes, LabelsAreTheRouterTemplatesAfterConfiguredRoutes) {
   EXPECT_EQ(label("/api/sessions/not-a-uuid"), "/api/sessions/{session_id}");
   EXPECT_EQ(label("/api/items/7/reviews/great-review"), "/api/items/{item_id}/reviews/{review_id}");
   EXPECT_EQ(label("/files/a/b/c.txt"), "/files/{file_path:path}");  // the configured route
-  EXPECT_EQ(label("/admin/stats"), "/admin/stats");                  // mounted: not in OpenAPI
+  EXPECT_EQ(label("/admin/stats"), "/admin/stats");                 // mounted: not in OpenAPI
   // A new table keeps the ids of labels seen before and drops what is gone.
   const auto before = normalizer.Normalize("/api/users/1").path_id;
   routes.erase(routes.begin(), routes.begin() + 10);  // only the unprefixed ones stay
@@ -90,7 +95,8 @@ TEST(OpenApiRoutes, LabelsAreTheRouterTemplatesAfterConfiguredRoutes) {
 }
 
 TEST(OpenApiRoutes, AHandMadeDocumentWithFiveThousandPaths) {
-  std::string document = R"({"openapi":"3.1.0","servers":[{"url":"http://gw.example:8080/base/"}],"paths":{)";
+  std::string document =
+      R"({"openapi":"3.1.0","servers":[{"url":"http://gw.example:8080/base/"}],"paths":{)";
   for (int i = 0; i < 5000; ++i) {
     document += (i ? "," : "") + std::string("\"/r") + std::to_string(i) + "/{id}\":{}";
   }
@@ -104,7 +110,8 @@ TEST(OpenApiRoutes, AHandMadeDocumentWithFiveThousandPaths) {
   EXPECT_EQ(routes[9999].text, "/r4999/{id}");
   // Over the limit: refused, the table given is untouched.
   std::string more = R"({"paths":{)";
-  for (std::size_t i = 0; i <= kMaxOpenApiPaths; ++i) more += (i ? ",\"/p" : "\"/p") + std::to_string(i) + "\":{}";
+  for (std::size_t i = 0; i <= kMaxOpenApiPaths; ++i)
+    more += (i ? ",\"/p" : "\"/p") + std::to_string(i) + "\":{}";
   more += "}}";
   EXPECT_EQ(RoutesFromOpenApi(more, routes, skipped, message), OpenApiError::kTooManyPaths);
   EXPECT_THAT(message, HasSubstr("at most 10000"));

@@ -69,23 +69,24 @@ TEST(StrictJson, AnswerDependsOnTheLineAlone) {
 
 TEST(StrictJson, BrokenAnywhereIsInvalidJson) {
   const auto log = LogConfig("{path: /l, format: json}");
-  for (const char* line :
-       {R"({"method":"GET","endpoint":"/a","status_code":200,"x":}})",
-        R"({"x":}},"method":"GET","endpoint":"/a","status_code":200})",
-        R"({"method":"GET","endpoint":"/a","status_code":200,"y":[1,}})",
-        R"({"method":"GET","endpoint":"/a","status_code":200,"x":{"a" 1}})",
-        R"({"method":"GET","endpoint":"/a","status_code":200,"x":tru})",
-        R"({"method":"GET","endpoint":"/a","status_code":200,"x":01})",
-        R"({"method":"GET","endpoint":"/a","status_code":200,"x":"\q"})",
-        R"({"method":"GET","endpoint":"/a","status_code":200,"x":"\ud800"})"}) {
+  for (const char* line : {R"({"method":"GET","endpoint":"/a","status_code":200,"x":}})",
+                           R"({"x":}},"method":"GET","endpoint":"/a","status_code":200})",
+                           R"({"method":"GET","endpoint":"/a","status_code":200,"y":[1,}})",
+                           R"({"method":"GET","endpoint":"/a","status_code":200,"x":{"a" 1}})",
+                           R"({"method":"GET","endpoint":"/a","status_code":200,"x":tru})",
+                           R"({"method":"GET","endpoint":"/a","status_code":200,"x":01})",
+                           R"({"method":"GET","endpoint":"/a","status_code":200,"x":"\q"})",
+                           R"({"method":"GET","endpoint":"/a","status_code":200,"x":"\ud800"})"}) {
     EXPECT_EQ(ParseFresh(log, line), ParseError::kInvalidJson) << line;
   }
   // Invalid UTF-8 in a key and in a value nobody reads.
-  EXPECT_EQ(ParseFresh(log, "{\"method\":\"GET\",\"endpoint\":\"/a\",\"status_code\":200,"
-                            "\"\xff\":1}"),
+  EXPECT_EQ(ParseFresh(log,
+                       "{\"method\":\"GET\",\"endpoint\":\"/a\",\"status_code\":200,"
+                       "\"\xff\":1}"),
             ParseError::kInvalidJson);
-  EXPECT_EQ(ParseFresh(log, "{\"method\":\"GET\",\"endpoint\":\"/a\",\"status_code\":200,"
-                            "\"x\":\"\xc3\x28\"}"),
+  EXPECT_EQ(ParseFresh(log,
+                       "{\"method\":\"GET\",\"endpoint\":\"/a\",\"status_code\":200,"
+                       "\"x\":\"\xc3\x28\"}"),
             ParseError::kInvalidJson);
   // The same line, whole, is a request.
   EXPECT_EQ(ParseFresh(log, R"({"method":"GET","endpoint":"/a","status_code":200,"x":null})"),
@@ -134,8 +135,8 @@ TEST(StrictRequests, EveryFormatRejectsEmptyOrNonHttpMethodsAndEmptyTargets) {
   EXPECT_EQ(ParseFresh(json, R"({"method":"G T","endpoint":"/a","status_code":200})"),
             ParseError::kInvalidRequestLine);
 
-  const auto nginx = LogConfig(
-      "{path: /l, format: nginx, nginx: {log_format: '$request_method $uri $status'}}");
+  const auto nginx =
+      LogConfig("{path: /l, format: nginx, nginx: {log_format: '$request_method $uri $status'}}");
   EXPECT_EQ(ParseFresh(nginx, "GET /a 200"), ParseError::kNone);
   EXPECT_EQ(ParseFresh(nginx, "get /a 200"), ParseError::kInvalidRequestLine);
   EXPECT_EQ(ParseFresh(nginx, "- /a 200"), ParseError::kInvalidRequestLine);
@@ -153,7 +154,8 @@ TEST(StrictRequests, EveryFormatRejectsEmptyOrNonHttpMethodsAndEmptyTargets) {
 }
 
 config::LoadResult LoadOneLog(const std::string& log_yaml) {
-  return config::ParseConfig("services:\n  - name: s\n    access_logs:\n      - " + log_yaml + "\n");
+  return config::ParseConfig("services:\n  - name: s\n    access_logs:\n      - " + log_yaml +
+                             "\n");
 }
 
 TEST(StrictConfig, FormatOptionsWithoutTheFormatsKey) {
@@ -228,7 +230,9 @@ TEST(StrictConfig, ExcludePathsThatCanNeverMatchAreRejected) {
 
 // A file of under 20 KB whose aliases name 4 million access logs.
 std::string AliasBomb(int logs, int services) {
-  std::string text = "e: &e {path: /var/log/a.log, format: regex, regex: {pattern: '(?P<method>x)(?P<path>y)(?P<status>z)'}}\nl: &l [";
+  std::string text =
+      "e: &e {path: /var/log/a.log, format: regex, regex: {pattern: "
+      "'(?P<method>x)(?P<path>y)(?P<status>z)'}}\nl: &l [";
   for (int i = 0; i < logs; ++i) text += i ? ",*e" : "*e";
   text += "]\ns: &s {name: a, access_logs: *l, routes: [/a]}\nservices: [";
   for (int i = 0; i < services; ++i) text += i ? ",*s" : "*s";
@@ -276,12 +280,16 @@ namespace {
 TEST(RealWorldLines, TerminalEscapesAreRemovedWhereverTheyAre) {
   std::string scratch;
   EXPECT_EQ(StripAnsiEscapes("plain", scratch), "plain");
-  EXPECT_EQ(StripAnsiEscapes("\x1b[32mINFO\x1b[0m: \"\x1b[1mGET / HTTP/1.1\x1b[0m\" \x1b[32m200", scratch),
+  EXPECT_EQ(StripAnsiEscapes("\x1b[32mINFO\x1b[0m: \"\x1b[1mGET / HTTP/1.1\x1b[0m\" \x1b[32m200",
+                             scratch),
             "INFO: \"GET / HTTP/1.1\" 200");
   EXPECT_EQ(StripAnsiEscapes("\x1b[38;5;196mred\x1b[39m", scratch), "red");  // 256 colours
-  EXPECT_EQ(StripAnsiEscapes("a\x1b[2Kb\x1b[1;1Hc", scratch), "abc");       // other CSI
-  EXPECT_EQ(StripAnsiEscapes("a\x1b" "Mb", scratch), "ab");                  // ESC Fe
-  EXPECT_EQ(StripAnsiEscapes("end\x1b[", scratch), "end");                   // cut short
+  EXPECT_EQ(StripAnsiEscapes("a\x1b[2Kb\x1b[1;1Hc", scratch), "abc");        // other CSI
+  EXPECT_EQ(StripAnsiEscapes("a\x1b"
+                             "Mb",
+                             scratch),
+            "ab");                                          // ESC Fe
+  EXPECT_EQ(StripAnsiEscapes("end\x1b[", scratch), "end");  // cut short
   EXPECT_EQ(StripAnsiEscapes("end\x1b", scratch), "end");
   EXPECT_EQ(StripAnsiEscapes("\x1b[0m", scratch), "");
 }
