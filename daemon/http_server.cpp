@@ -1,9 +1,9 @@
 #include "daemon/http_server.hpp"
 
 #include <civetweb.h>
+#include <libdeflate.h>
 #include <netdb.h>
 #include <spdlog/spdlog.h>
-#include <zlib.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -15,6 +15,8 @@
 #include <cstring>
 #include <ctime>
 #include <initializer_list>
+#include <memory>
+#include <mutex>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -33,7 +35,10 @@ struct Header {
 // gmtime(), whose shared buffer two workers answering at once overwrite (ThreadSanitizer
 // reports it); with a Date header given, it writes none.
 void SendResponse(mg_connection* conn, int status, const char* content_type,
-                  const std::string& body, std::initializer_list<Header> extra = {}) {
+                  const std::vector<std::shared_ptr<const std::string>>& body,
+                  std::initializer_list<Header> extra = {}) {
+  std::size_t length = 0;
+  for (const auto& piece : body) length += piece->size();
   char date[64] = "";
   const std::time_t now = std::time(nullptr);
   std::tm utc{};
@@ -41,14 +46,23 @@ void SendResponse(mg_connection* conn, int status, const char* content_type,
   mg_response_header_start(conn, status);
   mg_response_header_add(conn, "Date", date, -1);
   mg_response_header_add(conn, "Content-Type", content_type, -1);
-  mg_response_header_add(conn, "Content-Length", std::to_string(body.size()).c_str(), -1);
+  mg_response_header_add(conn, "Content-Length", std::to_string(length).c_str(), -1);
   for (const Header& header : extra) mg_response_header_add(conn, header.name, header.value, -1);
   if (status == 405) mg_response_header_add(conn, "Allow", "GET, HEAD", -1);
   mg_response_header_send(conn);
   const mg_request_info* request = mg_get_request_info(conn);
   if (std::strcmp(request->request_method, "HEAD") != 0) {
-    mg_write(conn, body.data(), body.size());
+    for (const auto& piece : body) {
+      if (mg_write(conn, piece->data(), piece->size()) <= 0 && !piece->empty()) break;
+    }
   }
+}
+
+void SendResponse(mg_connection* conn, int status, const char* content_type,
+                  const std::string& body, std::initializer_list<Header> extra = {}) {
+  // Not copied: the pointer lives only during the call, and owns nothing.
+  const std::shared_ptr<const std::string> piece(&body, [](const std::string*) {});
+  SendResponse(conn, status, content_type, {piece}, extra);
 }
 
 bool IsGetOrHead(mg_connection* conn) {
@@ -220,12 +234,12 @@ int HttpServer::HandleMetrics(mg_connection* conn, void* self_ptr) {
     SendResponse(conn, 404, "text/plain", "not found\n");
     return 404;
   }
-  const std::string body = self->options_.render_metrics();
-  if (AcceptsGzip(mg_get_header(conn, "Accept-Encoding"))) {
-    SendResponse(conn, 200, kMetricsContentType, GzipCompress(body),
-                 {{"Content-Encoding", "gzip"}});
+  const MetricsBody body =
+      self->options_.render_metrics(AcceptsGzip(mg_get_header(conn, "Accept-Encoding")));
+  if (body.gzip) {
+    SendResponse(conn, 200, kMetricsContentType, body.pieces, {{"Content-Encoding", "gzip"}});
   } else {
-    SendResponse(conn, 200, kMetricsContentType, body);
+    SendResponse(conn, 200, kMetricsContentType, body.pieces);
   }
   return 200;
 }
@@ -253,21 +267,16 @@ int HttpServer::HandleHealth(mg_connection* conn, void* self_ptr) {
   return healthy ? 200 : 503;
 }
 
-std::string GzipCompress(const std::string& data) {
-  z_stream stream{};
-  // windowBits 15 + 16 selects the gzip wrapper.
-  if (deflateInit2(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
-      Z_OK) {
-    return {};
-  }
-  std::string out(deflateBound(&stream, data.size()), '\0');
-  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  stream.avail_in = static_cast<uInt>(data.size());
-  stream.next_out = reinterpret_cast<Bytef*>(out.data());
-  stream.avail_out = static_cast<uInt>(out.size());
-  deflate(&stream, Z_FINISH);
-  out.resize(stream.total_out);
-  deflateEnd(&stream);
+std::string GzipCompress(std::string_view data) {
+  // One compressor, reused: allocating one costs more than compressing a small piece.
+  // Its mutex also serialises compressions, which share the process's 2 cores anyway.
+  static std::mutex mutex;
+  static libdeflate_compressor* const compressor = libdeflate_alloc_compressor(1);
+  if (!compressor) return {};
+  std::lock_guard lock(mutex);
+  std::string out(libdeflate_gzip_compress_bound(compressor, data.size()), '\0');
+  out.resize(
+      libdeflate_gzip_compress(compressor, data.data(), data.size(), out.data(), out.size()));
   return out;
 }
 

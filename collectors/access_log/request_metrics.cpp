@@ -61,6 +61,7 @@ void RequestStore::SetMetricPrefix(const std::string& metric_prefix) {
   std::lock_guard lock(mutex_);
   requests_name_ = metric_prefix + "_requests_total";
   duration_name_ = metric_prefix + "_request_duration_seconds";
+  ++layout_;
 }
 
 RequestStore::Series& RequestStore::AddSeries(const void* owner, std::string labels,
@@ -74,6 +75,14 @@ RequestStore::Series& RequestStore::AddSeries(const void* owner, std::string lab
   series.bound_texts = bound_texts;
   series.bucket_counts = std::make_unique<std::atomic<uint64_t>[]>(bounds->size() + 1);
   std::lock_guard lock(mutex_);
+  // Only ever the last block grows, so that each block is a contiguous run of series_.
+  if (last_block_series_ == kBlockSeries) {
+    block_writes_.emplace_back(0);
+    last_block_series_ = 0;
+  }
+  ++last_block_series_;
+  series.block = block_writes_.size() - 1;
+  series.block_writes = &block_writes_.back();
   series_.push_back(std::move(added));
   return series;
 }
@@ -81,6 +90,7 @@ RequestStore::Series& RequestStore::AddSeries(const void* owner, std::string lab
 void RequestStore::RemoveSeriesOf(const void* owner) {
   std::lock_guard lock(mutex_);
   std::erase_if(series_, [owner](const auto& series) { return series->owner == owner; });
+  ++layout_;
 }
 
 namespace {
@@ -102,23 +112,29 @@ void AppendSampleStart(std::string& out, std::string_view name, std::string_view
 
 }  // namespace
 
-void RequestStore::RenderText(std::string& out) const {
-  std::lock_guard lock(mutex_);
-  if (series_.empty()) return;
-  out.reserve(out.size() + series_.size() * 160);
-  out += "# HELP " + requests_name_ + " HTTP requests served, from the service's access log.\n";
-  out += "# TYPE " + requests_name_ + " counter\n";
-  for (const auto& entry : series_) {
-    const Series& series = *entry;
+std::string RequestStore::RequestsHeader() const {
+  return "# HELP " + requests_name_ + " HTTP requests served, from the service's access log.\n" +
+         "# TYPE " + requests_name_ + " counter\n";
+}
+
+std::string RequestStore::DurationHeader() const {
+  return "# HELP " + duration_name_ +
+         " HTTP request duration in seconds, from the service's access log.\n" + "# TYPE " +
+         duration_name_ + " histogram\n";
+}
+
+void RequestStore::RenderCounters(std::string& out, std::size_t begin, std::size_t end) const {
+  for (std::size_t i = begin; i < end; ++i) {
+    const Series& series = *series_[i];
     AppendSampleStart(out, requests_name_, "", series.labels);
     AppendUnsigned(out, series.requests.load(std::memory_order_relaxed));
     out += '\n';
   }
-  out += "# HELP " + duration_name_ +
-         " HTTP request duration in seconds, from the service's access log.\n";
-  out += "# TYPE " + duration_name_ + " histogram\n";
-  for (const auto& entry : series_) {
-    const Series& series = *entry;
+}
+
+void RequestStore::RenderHistograms(std::string& out, std::size_t begin, std::size_t end) const {
+  for (std::size_t s = begin; s < end; ++s) {
+    const Series& series = *series_[s];
     if (!series.has_histogram.load(std::memory_order_acquire)) continue;
     uint64_t cumulative = 0;
     const std::size_t buckets = series.bounds->size();
@@ -135,6 +151,76 @@ void RequestStore::RenderText(std::string& out) const {
     AppendSampleStart(out, duration_name_, "_count", series.labels);
     AppendUnsigned(out, series.duration_count.load(std::memory_order_relaxed));
     out += '\n';
+  }
+}
+
+void RequestStore::RenderText(std::string& out) const {
+  std::lock_guard lock(mutex_);
+  if (series_.empty()) return;
+  out.reserve(out.size() + series_.size() * 160);
+  out += RequestsHeader();
+  RenderCounters(out, 0, series_.size());
+  out += DurationHeader();
+  RenderHistograms(out, 0, series_.size());
+}
+
+void RequestStore::Serve(bool gzip, const GzipMember& gzip_member, ExpositionPieces& out) const {
+  std::lock_guard serving(serve_mutex_);
+  {
+    std::lock_guard lock(mutex_);
+    if (series_.empty()) return;
+    if (served_layout_ != layout_) {
+      served_.clear();
+      served_layout_ = layout_;
+    }
+    served_.resize(block_writes_.size());
+    // Each block's counter is read before its series are: what was stored before the counter
+    // value read shows, and anything stored later bumps it past what is kept.
+    std::vector<std::size_t> to_render;
+    for (std::size_t b = 0; b < served_.size(); ++b) {
+      Block& block = served_[b];
+      const uint64_t writes = block_writes_[b].load(std::memory_order_acquire);
+      if (!block.valid || block.writes != writes) {
+        block = Block();
+        block.valid = true;
+        block.writes = writes;
+      }
+      const bool have = gzip ? block.counters_gzip != nullptr : block.counters != nullptr;
+      if (!have && !block.counters) to_render.push_back(b);
+    }
+    if (!to_render.empty()) {
+      // Where each block's run of series begins (blocks only grow at the end, and removal
+      // keeps the order, so a block's series are contiguous; a block may be left empty).
+      std::vector<std::size_t> begins(served_.size() + 1, series_.size());
+      for (std::size_t i = series_.size(); i-- > 0;) begins[series_[i]->block] = i;
+      for (std::size_t b = served_.size(); b-- > 0;) begins[b] = std::min(begins[b], begins[b + 1]);
+      for (const std::size_t b : to_render) {
+        std::string counters = b == 0 ? RequestsHeader() : std::string();
+        std::string histograms = b == 0 ? DurationHeader() : std::string();
+        counters.reserve(counters.size() + (begins[b + 1] - begins[b]) * 100);
+        histograms.reserve(histograms.size() + (begins[b + 1] - begins[b]) * 1400);
+        RenderCounters(counters, begins[b], begins[b + 1]);
+        RenderHistograms(histograms, begins[b], begins[b + 1]);
+        served_[b].counters = std::make_shared<const std::string>(std::move(counters));
+        served_[b].histograms = std::make_shared<const std::string>(std::move(histograms));
+      }
+    }
+  }
+  // Compressed outside mutex_: the writer may add series meanwhile (into blocks kept apart).
+  if (gzip) {
+    for (Block& block : served_) {
+      if (!block.counters_gzip) {
+        block.counters_gzip = std::make_shared<const std::string>(gzip_member(*block.counters));
+        block.histograms_gzip = std::make_shared<const std::string>(gzip_member(*block.histograms));
+        // Dropped unless a plain scrape keeps asking for them; rendered again if it does.
+        block.counters.reset();
+        block.histograms.reset();
+      }
+    }
+  }
+  for (const Block& block : served_) out.push_back(gzip ? block.counters_gzip : block.counters);
+  for (const Block& block : served_) {
+    out.push_back(gzip ? block.histograms_gzip : block.histograms);
   }
 }
 
@@ -192,6 +278,7 @@ void RequestMetrics::Record(HttpMethod method, uint32_t path_id, const std::stri
       series.has_histogram.store(true, std::memory_order_release);
     }
   }
+  RequestStore::CountWrite(series);
   ++recorded_;
 }
 

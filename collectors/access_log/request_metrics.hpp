@@ -9,10 +9,19 @@
 // One thread writes (the access-log thread); scrapes read concurrently. Values are relaxed
 // atomics written by that single writer; the list of series is guarded by a mutex taken on
 // the write side only when a series is created.
+//
+// Scrapes keep what they rendered (and compressed) while it does not change: the series are
+// grouped in blocks of kBlockSeries label sets in creation order, and the writer bumps its
+// series' block counter after each request's values, with a release store a scrape reads with
+// acquire before rendering the block; so a scrape that sees a block unchanged serves the bytes
+// it kept, and one that sees it changed renders only that block, seeing every value stored
+// before the counter it read. With 5,600 label sets (~10 MB of text) that is the difference
+// between a cache lookup and 15 ms of rendering and compressing on every scrape.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -31,6 +40,14 @@ class RequestStore final : public TextSource {
 
   // Appends both families in the Prometheus text format (nothing if there is no series).
   void RenderText(std::string& out) const override;
+  // The same text as pieces: the counter lines of each block, then the histogram lines of each
+  // block (the first of each with its family's HELP and TYPE). Blocks unchanged since an
+  // earlier call give the same pieces again. Concurrent calls render a changed block once.
+  void Serve(bool gzip, const GzipMember& gzip_member, ExpositionPieces& out) const override;
+
+  // Label sets per block: small enough that a few new lines re-render and recompress a small
+  // part of the text, large enough that a block's gzip member compresses as well as the whole.
+  static constexpr std::size_t kBlockSeries = 256;
 
   struct Series {
     const void* owner = nullptr;  // the RequestMetrics that created it
@@ -43,7 +60,16 @@ class RequestStore final : public TextSource {
         bucket_counts;  // per bucket, not cumulative; +Inf last
     std::atomic<double> duration_sum{0};
     std::atomic<uint64_t> duration_count{0};
+    std::size_t block = 0;                          // set at creation, never changes
+    std::atomic<uint64_t>* block_writes = nullptr;  // its block's change counter
   };
+
+  // After a request's values were stored in `series`. Called by the writer thread only: a plain
+  // release store, as cheap as the value updates before it (no read-modify-write).
+  static void CountWrite(Series& series) {
+    auto& writes = *series.block_writes;
+    writes.store(writes.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
 
   // Called by the writer thread only.
   Series& AddSeries(const void* owner, std::string labels, const std::vector<double>* bounds,
@@ -52,10 +78,36 @@ class RequestStore final : public TextSource {
   void RemoveSeriesOf(const void* owner);
 
  private:
+  // Appends the counter (or histogram) lines of series_[begin, end).
+  void RenderCounters(std::string& out, std::size_t begin, std::size_t end) const;
+  void RenderHistograms(std::string& out, std::size_t begin, std::size_t end) const;
+  std::string RequestsHeader() const;
+  std::string DurationHeader() const;
+
   std::string requests_name_;
   std::string duration_name_;
   mutable std::mutex mutex_;
-  std::vector<std::unique_ptr<Series>> series_;  // stable addresses
+  std::vector<std::unique_ptr<Series>> series_;  // stable addresses, in creation order
+  // Guarded by mutex_ (the counters themselves are atomics the writer bumps without it).
+  // A deque: growing it keeps the counters where the series point.
+  std::deque<std::atomic<uint64_t>> block_writes_;
+  std::size_t last_block_series_ = kBlockSeries;  // series ever put in the last block
+  uint64_t layout_ = 0;  // bumped when every block's text changes: prefix, removals
+
+  // What Serve kept, guarded by serve_mutex_. Held while serving, so that concurrent
+  // scrapes render and compress a changed block once; mutex_ is held only while rendering,
+  // not while compressing, so that the writer is not kept waiting to add a series.
+  struct Block {
+    bool valid = false;
+    uint64_t writes = 0;  // the block counter its pieces were rendered at
+    // Text is kept only after a plain scrape: Prometheus asks for gzip only, and the text of a
+    // block of histograms is ~40 times its gzip member.
+    std::shared_ptr<const std::string> counters, histograms;
+    std::shared_ptr<const std::string> counters_gzip, histograms_gzip;
+  };
+  mutable std::mutex serve_mutex_;
+  mutable uint64_t served_layout_ = ~uint64_t(0);
+  mutable std::vector<Block> served_;
 };
 
 // The requests of one service, recorded into a store.

@@ -63,7 +63,7 @@ TEST(HttpServer, PortInUseIsAClearError) {
 
   HttpServerOptions options;
   options.listen_address = {"127.0.0.1", port};
-  options.render_metrics = [] { return std::string(); };
+  options.render_metrics = [](bool) { return MetricsBody{}; };
   HttpServer server(options);
   std::string error;
   EXPECT_FALSE(server.Start(error));
