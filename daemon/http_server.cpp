@@ -1,7 +1,6 @@
 #include "daemon/http_server.hpp"
 
 #include <civetweb.h>
-#include <libdeflate.h>
 #include <netdb.h>
 #include <spdlog/spdlog.h>
 
@@ -16,7 +15,6 @@
 #include <ctime>
 #include <initializer_list>
 #include <memory>
-#include <mutex>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -265,19 +263,6 @@ int HttpServer::HandleHealth(mg_connection* conn, void* self_ptr) {
   const bool healthy = !self->options_.healthy || self->options_.healthy();
   SendResponse(conn, healthy ? 200 : 503, "text/plain", healthy ? "ok\n" : "unhealthy\n");
   return healthy ? 200 : 503;
-}
-
-std::string GzipCompress(std::string_view data) {
-  // One compressor, reused: allocating one costs more than compressing a small piece.
-  // Its mutex also serialises compressions, which share the process's 2 cores anyway.
-  static std::mutex mutex;
-  static libdeflate_compressor* const compressor = libdeflate_alloc_compressor(1);
-  if (!compressor) return {};
-  std::lock_guard lock(mutex);
-  std::string out(libdeflate_gzip_compress_bound(compressor, data.size()), '\0');
-  out.resize(
-      libdeflate_gzip_compress(compressor, data.data(), data.size(), out.data(), out.size()));
-  return out;
 }
 
 bool AcceptsGzip(const char* accept_encoding) {

@@ -8,7 +8,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "config/listen_address.hpp"
@@ -23,9 +22,7 @@ namespace fastapi_exporter {
 // A /metrics response body: the concatenation of `pieces`, written one after another.
 struct MetricsBody {
   std::vector<std::shared_ptr<const std::string>> pieces;
-  // Every piece is a gzip member (RFC 1952 2.2: a gzip file is a series of members, and
-  // readers, Go's compress/gzip of Prometheus included, decompress them one after another).
-  bool gzip = false;
+  bool gzip = false;  // the pieces together are a gzip file (Content-Encoding: gzip)
 };
 
 struct HttpServerOptions {
@@ -82,11 +79,6 @@ class HttpServer {
   std::vector<std::string> library_messages_;  // civetweb's log, for start-up errors
   mg_context* context_ = nullptr;
 };
-
-// gzip (RFC 1952) of `data`, one member, for scrapers that send Accept-Encoding: gzip.
-// libdeflate at level 1: measured on the text of 5,600 request series (9.5 MB) against zlib
-// levels 1 and 6 and libdeflate's other levels, see docs/BENCHMARKS.md.
-std::string GzipCompress(std::string_view data);
 
 // Whether an Accept-Encoding header value accepts gzip (and does not refuse it with q=0).
 bool AcceptsGzip(const char* accept_encoding);

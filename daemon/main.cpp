@@ -375,7 +375,7 @@ class Daemon {
   const Flags flags_;
   fe::config::Config running_;
   fe::config::WebSecurityConfig web_security_;
-  fe::Exposition exposition_{fe::GzipCompress};
+  fe::Exposition exposition_;
   std::shared_ptr<prometheus::Registry> self_registry_ = std::make_shared<prometheus::Registry>();
   std::shared_ptr<prometheus::Registry> requests_registry_ =
       std::make_shared<prometheus::Registry>();

@@ -77,12 +77,11 @@ RequestStore::Series& RequestStore::AddSeries(const void* owner, std::string lab
   std::lock_guard lock(mutex_);
   // Only ever the last block grows, so that each block is a contiguous run of series_.
   if (last_block_series_ == kBlockSeries) {
-    block_writes_.emplace_back(0);
+    ++blocks_;
     last_block_series_ = 0;
   }
   ++last_block_series_;
-  series.block = block_writes_.size() - 1;
-  series.block_writes = &block_writes_.back();
+  series.block = blocks_ - 1;
   series_.push_back(std::move(added));
   return series;
 }
@@ -164,63 +163,72 @@ void RequestStore::RenderText(std::string& out) const {
   RenderHistograms(out, 0, series_.size());
 }
 
-void RequestStore::Serve(bool gzip, const GzipMember& gzip_member, ExpositionPieces& out) const {
+void RequestStore::Serve(bool deflate, ExpositionPieces& out) const {
   std::lock_guard serving(serve_mutex_);
-  {
-    std::lock_guard lock(mutex_);
-    if (series_.empty()) return;
-    if (served_layout_ != layout_) {
-      served_.clear();
-      served_layout_ = layout_;
+  // Held throughout, deflating included, so that the blocks served are those of one state
+  // of series_. The writer waits for it only to add a series, while a scrape renders changed
+  // blocks (~0.3 ms per block of 256 label sets); counting into existing series never waits.
+  std::lock_guard lock(mutex_);
+  if (series_.empty()) return;
+  if (served_layout_ != layout_) {
+    served_.clear();
+    served_layout_ = layout_;
+  }
+  served_.resize(blocks_);
+  // Where each block's run of series begins (blocks only grow at the end and removal keeps
+  // the order, so a block's series are contiguous in series_; a block may be left empty), and
+  // the sum of its series' requests, read before any of their values are.
+  std::vector<std::size_t> begins(blocks_ + 1, series_.size());
+  std::vector<uint64_t> requests(blocks_, 0);
+  for (std::size_t i = series_.size(); i-- > 0;) {
+    const Series& series = *series_[i];
+    begins[series.block] = i;
+    requests[series.block] += series.requests.load(std::memory_order_acquire);
+  }
+  for (std::size_t k = blocks_; k-- > 0;) begins[k] = std::min(begins[k], begins[k + 1]);
+  for (std::size_t b = 0; b < served_.size(); ++b) {
+    Block& block = served_[b];
+    if (!block.valid || block.requests != requests[b]) {
+      block = Block();
+      block.valid = true;
+      block.requests = requests[b];
     }
-    served_.resize(block_writes_.size());
-    // Each block's counter is read before its series are: what was stored before the counter
-    // value read shows, and anything stored later bumps it past what is kept.
-    std::vector<std::size_t> to_render;
-    for (std::size_t b = 0; b < served_.size(); ++b) {
-      Block& block = served_[b];
-      const uint64_t writes = block_writes_[b].load(std::memory_order_acquire);
-      if (!block.valid || block.writes != writes) {
-        block = Block();
-        block.valid = true;
-        block.writes = writes;
-      }
-      const bool have = gzip ? block.counters_gzip != nullptr : block.counters != nullptr;
-      if (!have && !block.counters) to_render.push_back(b);
+    if (deflate ? block.counters_deflated != nullptr : block.counters != nullptr) continue;
+    if (deflate && block.counters) {  // text kept from a plain scrape
+      block.counters_deflated =
+          std::make_shared<const ExpositionPiece>(DeflatePiece(block.counters->bytes));
+      block.histograms_deflated =
+          std::make_shared<const ExpositionPiece>(DeflatePiece(block.histograms->bytes));
+      continue;
     }
-    if (!to_render.empty()) {
-      // Where each block's run of series begins (blocks only grow at the end, and removal
-      // keeps the order, so a block's series are contiguous; a block may be left empty).
-      std::vector<std::size_t> begins(served_.size() + 1, series_.size());
-      for (std::size_t i = series_.size(); i-- > 0;) begins[series_[i]->block] = i;
-      for (std::size_t b = served_.size(); b-- > 0;) begins[b] = std::min(begins[b], begins[b + 1]);
-      for (const std::size_t b : to_render) {
-        std::string counters = b == 0 ? RequestsHeader() : std::string();
-        std::string histograms = b == 0 ? DurationHeader() : std::string();
-        counters.reserve(counters.size() + (begins[b + 1] - begins[b]) * 100);
-        histograms.reserve(histograms.size() + (begins[b + 1] - begins[b]) * 1400);
-        RenderCounters(counters, begins[b], begins[b + 1]);
-        RenderHistograms(histograms, begins[b], begins[b + 1]);
-        served_[b].counters = std::make_shared<const std::string>(std::move(counters));
-        served_[b].histograms = std::make_shared<const std::string>(std::move(histograms));
-      }
+    // For gzip, rendered into one buffer kept from scrape to scrape and deflated from there:
+    // allocating ~10 MB of text afresh on each scrape that changed everything cost more (page
+    // faults) than rendering it.
+    std::string text;
+    std::string& counters = deflate ? scratch_ : text;
+    counters.clear();
+    if (b == 0) counters += RequestsHeader();
+    RenderCounters(counters, begins[b], begins[b + 1]);
+    if (deflate) {
+      block.counters_deflated = std::make_shared<const ExpositionPiece>(DeflatePiece(counters));
+    } else {
+      block.counters = std::make_shared<const ExpositionPiece>(std::move(counters));
+    }
+    std::string& histograms = deflate ? scratch_ : text;
+    histograms.clear();
+    if (b == 0) histograms += DurationHeader();
+    RenderHistograms(histograms, begins[b], begins[b + 1]);
+    if (deflate) {
+      block.histograms_deflated = std::make_shared<const ExpositionPiece>(DeflatePiece(histograms));
+    } else {
+      block.histograms = std::make_shared<const ExpositionPiece>(std::move(histograms));
     }
   }
-  // Compressed outside mutex_: the writer may add series meanwhile (into blocks kept apart).
-  if (gzip) {
-    for (Block& block : served_) {
-      if (!block.counters_gzip) {
-        block.counters_gzip = std::make_shared<const std::string>(gzip_member(*block.counters));
-        block.histograms_gzip = std::make_shared<const std::string>(gzip_member(*block.histograms));
-        // Dropped unless a plain scrape keeps asking for them; rendered again if it does.
-        block.counters.reset();
-        block.histograms.reset();
-      }
-    }
-  }
-  for (const Block& block : served_) out.push_back(gzip ? block.counters_gzip : block.counters);
   for (const Block& block : served_) {
-    out.push_back(gzip ? block.histograms_gzip : block.histograms);
+    out.push_back(deflate ? block.counters_deflated : block.counters);
+  }
+  for (const Block& block : served_) {
+    out.push_back(deflate ? block.histograms_deflated : block.histograms);
   }
 }
 
@@ -261,8 +269,6 @@ void RequestMetrics::Record(HttpMethod method, uint32_t path_id, const std::stri
                             int status, bool has_duration, double duration_seconds) {
   RequestStore::Series& series = Lookup(method, path_id, path_label, status);
   // One writer: load-and-store is enough, and cheaper than a read-modify-write.
-  series.requests.store(series.requests.load(std::memory_order_relaxed) + 1,
-                        std::memory_order_relaxed);
   if (has_duration) {
     const auto bucket = std::size_t(
         std::lower_bound(bounds_.begin(), bounds_.end(), duration_seconds) - bounds_.begin());
@@ -278,7 +284,11 @@ void RequestMetrics::Record(HttpMethod method, uint32_t path_id, const std::stri
       series.has_histogram.store(true, std::memory_order_release);
     }
   }
-  RequestStore::CountWrite(series);
+  // Last, with release: a scrape that reads this value (acquire) sees every value above,
+  // which is what lets it keep a block's bytes while its sum of requests does not move.
+  // (A plain store on x86 and arm64's stlr: no dearer than the relaxed store it replaces.)
+  series.requests.store(series.requests.load(std::memory_order_relaxed) + 1,
+                        std::memory_order_release);
   ++recorded_;
 }
 

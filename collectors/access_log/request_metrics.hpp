@@ -10,18 +10,18 @@
 // atomics written by that single writer; the list of series is guarded by a mutex taken on
 // the write side only when a series is created.
 //
-// Scrapes keep what they rendered (and compressed) while it does not change: the series are
-// grouped in blocks of kBlockSeries label sets in creation order, and the writer bumps its
-// series' block counter after each request's values, with a release store a scrape reads with
-// acquire before rendering the block; so a scrape that sees a block unchanged serves the bytes
-// it kept, and one that sees it changed renders only that block, seeing every value stored
-// before the counter it read. With 5,600 label sets (~10 MB of text) that is the difference
-// between a cache lookup and 15 ms of rendering and compressing on every scrape.
+// Scrapes keep what they rendered (and deflated) while it does not change. Every request
+// adds one to its series' `requests`, stored last with release, so the sum of `requests` over
+// a set of series grows with every request recorded into it: a scrape reads it (acquire)
+// over a block of kBlockSeries label sets before rendering the block, serves the bytes it
+// kept when the sum did not move, and otherwise renders only that block, seeing every value
+// stored before the sums it read. The per-line path does no more than before. With 5,600
+// label sets (~10 MB of text) that is the difference between a lookup and 70 ms of rendering
+// and compressing on every scrape.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -43,7 +43,7 @@ class RequestStore final : public TextSource {
   // The same text as pieces: the counter lines of each block, then the histogram lines of each
   // block (the first of each with its family's HELP and TYPE). Blocks unchanged since an
   // earlier call give the same pieces again. Concurrent calls render a changed block once.
-  void Serve(bool gzip, const GzipMember& gzip_member, ExpositionPieces& out) const override;
+  void Serve(bool deflate, ExpositionPieces& out) const override;
 
   // Label sets per block: small enough that a few new lines re-render and recompress a small
   // part of the text, large enough that a block's gzip member compresses as well as the whole.
@@ -54,22 +54,14 @@ class RequestStore final : public TextSource {
     std::string labels;           // service="...",method="...",path="...",status_code="..."
     const std::vector<double>* bounds = nullptr;
     const std::vector<std::string>* bound_texts = nullptr;
-    std::atomic<uint64_t> requests{0};
+    std::atomic<uint64_t> requests{0};       // stored last of a request's values, with release
     std::atomic<bool> has_histogram{false};  // a request with a duration was recorded
     std::unique_ptr<std::atomic<uint64_t>[]>
         bucket_counts;  // per bucket, not cumulative; +Inf last
     std::atomic<double> duration_sum{0};
     std::atomic<uint64_t> duration_count{0};
-    std::size_t block = 0;                          // set at creation, never changes
-    std::atomic<uint64_t>* block_writes = nullptr;  // its block's change counter
+    std::size_t block = 0;  // set at creation, never changes
   };
-
-  // After a request's values were stored in `series`. Called by the writer thread only: a plain
-  // release store, as cheap as the value updates before it (no read-modify-write).
-  static void CountWrite(Series& series) {
-    auto& writes = *series.block_writes;
-    writes.store(writes.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  }
 
   // Called by the writer thread only.
   Series& AddSeries(const void* owner, std::string labels, const std::vector<double>* bounds,
@@ -87,27 +79,25 @@ class RequestStore final : public TextSource {
   std::string requests_name_;
   std::string duration_name_;
   mutable std::mutex mutex_;
-  std::vector<std::unique_ptr<Series>> series_;  // stable addresses, in creation order
-  // Guarded by mutex_ (the counters themselves are atomics the writer bumps without it).
-  // A deque: growing it keeps the counters where the series point.
-  std::deque<std::atomic<uint64_t>> block_writes_;
+  std::vector<std::unique_ptr<Series>> series_;   // stable addresses, in creation order
+  std::size_t blocks_ = 0;                        // guarded by mutex_
   std::size_t last_block_series_ = kBlockSeries;  // series ever put in the last block
   uint64_t layout_ = 0;  // bumped when every block's text changes: prefix, removals
 
-  // What Serve kept, guarded by serve_mutex_. Held while serving, so that concurrent
-  // scrapes render and compress a changed block once; mutex_ is held only while rendering,
-  // not while compressing, so that the writer is not kept waiting to add a series.
+  // What Serve kept, guarded by serve_mutex_, held while serving so that concurrent scrapes
+  // render and deflate a changed block once.
   struct Block {
     bool valid = false;
-    uint64_t writes = 0;  // the block counter its pieces were rendered at
+    uint64_t requests = 0;  // the sum of its series' requests its pieces were rendered at
     // Text is kept only after a plain scrape: Prometheus asks for gzip only, and the text of a
-    // block of histograms is ~40 times its gzip member.
-    std::shared_ptr<const std::string> counters, histograms;
-    std::shared_ptr<const std::string> counters_gzip, histograms_gzip;
+    // block of histograms is ~20 times its deflated bytes. Deflated from the text when both.
+    std::shared_ptr<const ExpositionPiece> counters, histograms;
+    std::shared_ptr<const ExpositionPiece> counters_deflated, histograms_deflated;
   };
   mutable std::mutex serve_mutex_;
   mutable uint64_t served_layout_ = ~uint64_t(0);
   mutable std::vector<Block> served_;
+  mutable std::string scratch_;  // the text of the block being deflated
 };
 
 // The requests of one service, recorded into a store.
