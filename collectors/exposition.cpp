@@ -10,11 +10,11 @@
 namespace fastapi_exporter {
 
 ExpositionPiece DeflatePiece(std::string_view text) {
-  // One stream, its level buffer and an output buffer (~420 kB) for the process, reused:
+  // One stream, its level buffer and an output buffer (~230 kB) for the process, reused:
   // allocating and touching them on each call costs more than deflating a small piece.
   static std::mutex mutex;
   static isal_zstream stream;
-  static std::vector<uint8_t> level_buffer(ISAL_DEF_LVL1_DEFAULT);
+  static std::vector<uint8_t> level_buffer(ISAL_DEF_LVL1_SMALL);
   ExpositionPiece piece;
   piece.crc32 =
       crc32_gzip_refl(0, reinterpret_cast<const unsigned char*>(text.data()), text.size());

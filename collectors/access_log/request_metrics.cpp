@@ -164,10 +164,17 @@ void RequestStore::RenderText(std::string& out) const {
 }
 
 void RequestStore::Serve(bool deflate, ExpositionPieces& out) const {
+  if (!deflate) {
+    // Plain text is not kept: Prometheus always asks for gzip, and keeping the text (~10 MB
+    // for 5,600 label sets) for an occasional reader costs more memory than rendering it
+    // again costs CPU.
+    TextSource::Serve(false, out);
+    return;
+  }
   std::lock_guard serving(serve_mutex_);
   // Held throughout, deflating included, so that the blocks served are those of one state
   // of series_. The writer waits for it only to add a series, while a scrape renders changed
-  // blocks (~0.3 ms per block of 256 label sets); counting into existing series never waits.
+  // blocks (~0.2 ms per block of 256 label sets); counting into existing series never waits.
   std::lock_guard lock(mutex_);
   if (series_.empty()) return;
   if (served_layout_ != layout_) {
@@ -188,48 +195,22 @@ void RequestStore::Serve(bool deflate, ExpositionPieces& out) const {
   for (std::size_t k = blocks_; k-- > 0;) begins[k] = std::min(begins[k], begins[k + 1]);
   for (std::size_t b = 0; b < served_.size(); ++b) {
     Block& block = served_[b];
-    if (!block.valid || block.requests != requests[b]) {
-      block = Block();
-      block.valid = true;
-      block.requests = requests[b];
-    }
-    if (deflate ? block.counters_deflated != nullptr : block.counters != nullptr) continue;
-    if (deflate && block.counters) {  // text kept from a plain scrape
-      block.counters_deflated =
-          std::make_shared<const ExpositionPiece>(DeflatePiece(block.counters->bytes));
-      block.histograms_deflated =
-          std::make_shared<const ExpositionPiece>(DeflatePiece(block.histograms->bytes));
-      continue;
-    }
-    // For gzip, rendered into one buffer kept from scrape to scrape and deflated from there:
-    // allocating ~10 MB of text afresh on each scrape that changed everything cost more (page
-    // faults) than rendering it.
-    std::string text;
-    std::string& counters = deflate ? scratch_ : text;
-    counters.clear();
-    if (b == 0) counters += RequestsHeader();
-    RenderCounters(counters, begins[b], begins[b + 1]);
-    if (deflate) {
-      block.counters_deflated = std::make_shared<const ExpositionPiece>(DeflatePiece(counters));
-    } else {
-      block.counters = std::make_shared<const ExpositionPiece>(std::move(counters));
-    }
-    std::string& histograms = deflate ? scratch_ : text;
-    histograms.clear();
-    if (b == 0) histograms += DurationHeader();
-    RenderHistograms(histograms, begins[b], begins[b + 1]);
-    if (deflate) {
-      block.histograms_deflated = std::make_shared<const ExpositionPiece>(DeflatePiece(histograms));
-    } else {
-      block.histograms = std::make_shared<const ExpositionPiece>(std::move(histograms));
-    }
+    if (block.counters && block.requests == requests[b]) continue;
+    block.requests = requests[b];
+    // Rendered into one buffer kept from scrape to scrape and deflated from there: allocating
+    // ~10 MB of text afresh on each scrape that changed everything cost more (page faults)
+    // than rendering it.
+    scratch_.clear();
+    if (b == 0) scratch_ += RequestsHeader();
+    RenderCounters(scratch_, begins[b], begins[b + 1]);
+    block.counters = std::make_shared<const ExpositionPiece>(DeflatePiece(scratch_));
+    scratch_.clear();
+    if (b == 0) scratch_ += DurationHeader();
+    RenderHistograms(scratch_, begins[b], begins[b + 1]);
+    block.histograms = std::make_shared<const ExpositionPiece>(DeflatePiece(scratch_));
   }
-  for (const Block& block : served_) {
-    out.push_back(deflate ? block.counters_deflated : block.counters);
-  }
-  for (const Block& block : served_) {
-    out.push_back(deflate ? block.histograms_deflated : block.histograms);
-  }
+  for (const Block& block : served_) out.push_back(block.counters);
+  for (const Block& block : served_) out.push_back(block.histograms);
 }
 
 RequestMetrics::RequestMetrics(RequestStore& store, std::string service,

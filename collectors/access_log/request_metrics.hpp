@@ -10,7 +10,7 @@
 // atomics written by that single writer; the list of series is guarded by a mutex taken on
 // the write side only when a series is created.
 //
-// Scrapes keep what they rendered (and deflated) while it does not change. Every request
+// Gzip scrapes keep what they rendered and deflated while it does not change. Every request
 // adds one to its series' `requests`, stored last with release, so the sum of `requests` over
 // a set of series grows with every request recorded into it: a scrape reads it (acquire)
 // over a block of kBlockSeries label sets before rendering the block, serves the bytes it
@@ -40,9 +40,10 @@ class RequestStore final : public TextSource {
 
   // Appends both families in the Prometheus text format (nothing if there is no series).
   void RenderText(std::string& out) const override;
-  // The same text as pieces: the counter lines of each block, then the histogram lines of each
-  // block (the first of each with its family's HELP and TYPE). Blocks unchanged since an
-  // earlier call give the same pieces again. Concurrent calls render a changed block once.
+  // The same text as pieces. Plain: one piece, rendered on every call. Deflated: the counter
+  // lines of each block, then the histogram lines of each block (the first of each with its
+  // family's HELP and TYPE); a block whose sum of requests did not move since an earlier
+  // call gives the same pieces again. Concurrent calls render a changed block once.
   void Serve(bool deflate, ExpositionPieces& out) const override;
 
   // Label sets per block: small enough that a few new lines re-render and deflate a small part
@@ -88,12 +89,8 @@ class RequestStore final : public TextSource {
   // What Serve kept, guarded by serve_mutex_, held while serving so that concurrent scrapes
   // render and deflate a changed block once.
   struct Block {
-    bool valid = false;
-    uint64_t requests = 0;  // the sum of its series' requests its pieces were rendered at
-    // Text is kept only after a plain scrape: Prometheus asks for gzip only, and the text of a
-    // block of histograms is ~20 times its deflated bytes. Deflated from the text when both.
-    std::shared_ptr<const ExpositionPiece> counters, histograms;
-    std::shared_ptr<const ExpositionPiece> counters_deflated, histograms_deflated;
+    uint64_t requests = 0;  // the sum of its series' requests when its pieces were rendered
+    std::shared_ptr<const ExpositionPiece> counters, histograms;  // deflated; null: none yet
   };
   mutable std::mutex serve_mutex_;
   mutable uint64_t served_layout_ = ~uint64_t(0);

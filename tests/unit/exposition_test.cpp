@@ -104,18 +104,19 @@ constexpr std::string_view kCount =
 TEST(ExpositionCache, UnchangedSourceGivesTheSameBytes) {
   Fixture f;
   f.api.Record(al::HttpMethod::kGet, 1, "/a", 200, true, 0.05);
-  for (const bool gzip : {false, true}) {
-    const Body first = f.exposition.Serve(gzip);
-    const Body second = f.exposition.Serve(gzip);
-    // The collectables, then the request store's counters and histograms of its one block;
-    // with gzip between a header and a trailer.
-    const std::size_t at = gzip ? 1 : 0;
-    ASSERT_EQ(first.size(), 3u + 2 * at);
-    ASSERT_EQ(second.size(), first.size());
-    EXPECT_NE(first[at], second[at]);          // the collectables: collected on every scrape
-    EXPECT_EQ(first[at + 1], second[at + 1]);  // the request store: not rendered again
-    EXPECT_EQ(first[at + 2], second[at + 2]);
-  }
+  const Body first = f.exposition.Serve(true);
+  const Body second = f.exposition.Serve(true);
+  // The gzip header, the collectables, the request store's counters and histograms of its
+  // one block, the trailer.
+  ASSERT_EQ(first.size(), 5u);
+  ASSERT_EQ(second.size(), first.size());
+  EXPECT_NE(first[1], second[1]);  // the collectables: collected on every scrape
+  EXPECT_EQ(first[2], second[2]);  // the request store: not rendered nor deflated again
+  EXPECT_EQ(first[3], second[3]);
+  // Plain text is rendered on every scrape (not kept: Prometheus asks for gzip).
+  const Body plain = f.exposition.Serve(false);
+  ASSERT_EQ(plain.size(), 2u);
+  EXPECT_NE(plain[1], f.exposition.Serve(false)[1]);
 }
 
 TEST(ExpositionCache, OnlyTheBlockOfAChangedSeriesIsRenderedAgain) {
@@ -178,9 +179,9 @@ TEST(ExpositionCache, TextIsByteIdenticalEveryWay) {
   f.store->RenderText(direct);
   const std::string plain = Text(f.exposition, false);
   EXPECT_EQ(plain.substr(plain.size() - direct.size()), direct);
-  EXPECT_EQ(Text(f.exposition, false), plain);  // from the cache
-  EXPECT_EQ(Text(f.exposition, true), plain);   // compressed from the cached text
-  EXPECT_EQ(Text(f.exposition, true), plain);   // the cached gzip member
+  EXPECT_EQ(Text(f.exposition, false), plain);
+  EXPECT_EQ(Text(f.exposition, true), plain);  // rendered and deflated
+  EXPECT_EQ(Text(f.exposition, true), plain);  // the kept pieces
   EXPECT_EQ(f.exposition.Render(), plain);
 }
 
