@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Whole-process benchmarks of fastapi-exporter beside its peers, measured in the same run.
 
-usage: /usr/bin/python3 bench/run.py [--quick] [--only NAME,...]
+usage: /usr/bin/python3 bench/run.py [--quick] [--only=NAME,...] [--exporter=PATH]
 Needs: a build (build/daemon/fastapi-exporter, build/bench/micro_bench) and, from Debian,
-mtail, prometheus-process-exporter and wrk (make bench installs them).
+mtail, prometheus-process-exporter and wrk (make bench installs them); `scrape_prometheus`
+also Prometheus. --exporter measures another build of the daemon (an earlier commit's).
 Prints one line per row: the exporter's figure, the peer's, and the ratio; writes
 build/bench-results.json. Servers bind to 127.0.0.1 and are stopped by PID.
 """
@@ -19,10 +20,12 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXPORTER = os.path.join(ROOT, "build", "daemon", "fastapi-exporter")
+EXPORTER = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--exporter=")),
+                os.path.join(ROOT, "build", "daemon", "fastapi-exporter"))
 MICRO = os.path.join(ROOT, "build", "bench", "micro_bench")
 PEERS = os.path.join(os.path.dirname(ROOT), "shared", "peers")
 QUICK = "--quick" in sys.argv
@@ -386,6 +389,226 @@ def bench_cardinality(folder):
         exporter.stop()
 
 
+# What Prometheus 2.42 sends with every scrape.
+PROMETHEUS_HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+              "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+    "User-Agent": "Prometheus/2.42.0",
+    "X-Prometheus-Scrape-Timeout-Seconds": "10",
+}
+SCRAPE_METHODS = [(m, s) for m in ("GET", "POST", "PUT", "DELETE") for s in (200, 201, 404, 500)]
+
+
+def scrape_series_lines(label_sets, rounds=1, offset=0):
+    """nginx lines touching `label_sets` label sets (8 method/status pairs on each of
+    label_sets / 8 distinct paths, one route segment of letters and a numeric id, so that
+    mtail's /{id} substitution and the exporter's id heuristics give the same label), each
+    `rounds` times."""
+    lines = []
+    for r in range(rounds):
+        for i in range(label_sets):
+            path, pair = divmod(i, 8)
+            method, status = SCRAPE_METHODS[(path + pair * 2) % 16]
+            word = "".join("abcdefghijklmnopqrstuvwxyz"[(path // 26 ** k) % 26] for k in range(3))
+            seconds = ((i * 7 + r * 13 + offset) % 1000) / 400 + 0.001
+            lines.append(f'10.0.0.{i % 256} - - [27/Nov/2026:10:00:00 +0000] "{method} '
+                         f'/api/res{word}/{1000 + i + r + offset} HTTP/1.1" {status} 512 "-" '
+                         f'"curl/8.0" {seconds:.4f}\n')
+    return "".join(lines)
+
+
+def distinct_label_sets(label_sets):
+    seen = set()
+    for line in scrape_series_lines(label_sets).splitlines():
+        parts = line.split('"')[1].split()
+        seen.add((parts[0], parts[1].rsplit("/", 1)[0], line.split('"')[2].split()[0]))
+    return len(seen)
+
+
+class Scraper:
+    """One keep-alive connection, as Prometheus keeps one per target."""
+
+    def __init__(self, url):
+        self.url = urllib.parse.urlsplit(url)
+        self.connection = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=30)
+
+    def get(self, headers):
+        try:
+            self.connection.request("GET", self.url.path, headers=headers)
+            response = self.connection.getresponse()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            # The server closed the idle connection (civetweb after 500 ms); so would Prometheus
+            # find it, and connect again.
+            self.connection.close()
+            self.connection.request("GET", self.url.path, headers=headers)
+            response = self.connection.getresponse()
+        body = response.read()
+        assert response.status == 200, response.status
+        return body, response.getheader("Content-Encoding")
+
+    def close(self):
+        self.connection.close()
+
+
+def scrape_cost(pid, scraper, headers, times, before_each=None, settle=0.0):
+    """CPU seconds of `pid` per scrape and bytes per response, over `times` scrapes; with
+    `before_each`, the CPU of the same loop without scrapes is measured first and taken away
+    (what the lines themselves cost to count)."""
+    def loop(scrape):
+        cpu0 = cpu_seconds(pid)
+        size = 0
+        for _ in range(times):
+            if before_each:
+                before_each()
+            if settle:
+                time.sleep(settle)
+            if scrape:
+                size = len(scraper.get(headers)[0])
+        return cpu_seconds(pid) - cpu0, size
+    baseline = loop(False)[0] if before_each or settle else 0.0
+    cpu, size = loop(True)
+    return max(cpu - baseline, 0.0) / times, size
+
+
+def bench_scrape(folder):
+    if not selected("scrape"):
+        return
+    times = 5 if QUICK else 20
+    for label_sets in (800, 5600):
+        assert distinct_label_sets(label_sets) == label_sets
+        figures = {}
+        for who in ("exporter", "mtail"):
+            log = os.path.join(folder, f"scrape-{who}-{label_sets}.log")
+            open(log, "w").close()
+            if who == "exporter":
+                daemon, url = start_exporter(folder, nginx_service(log, "    max_paths: 10000\n"))
+            else:
+                daemon, url = start_mtail(folder, log)
+            pid = daemon.process.pid
+            scraper = Scraper(url)
+            try:
+                with open(log, "a") as f:
+                    f.write(scrape_series_lines(label_sets, rounds=3))
+                if not wait_for(lambda: metric_sum(get(url), "fastapi_requests_total")
+                                >= 3 * label_sets, 60, 0.2):
+                    raise RuntimeError(f"{who} did not count the lines")
+                text = get(url)
+                series = sum(1 for line in text.splitlines()
+                             if line.startswith("fastapi_requests_total{"))
+                assert series == label_sets, (who, series)
+                lines = sum(1 for line in text.splitlines() if line and line[0] != "#")
+                for headers in ({}, PROMETHEUS_HEADERS, {}, PROMETHEUS_HEADERS):
+                    scraper.get(headers)  # warm: buffers grown, caches filled
+                time.sleep(1)
+                fig = {"samples": lines}
+                fig["plain"] = scrape_cost(pid, scraper, {}, times)
+                body, encoding = scraper.get(PROMETHEUS_HEADERS)
+                assert encoding == "gzip", (who, encoding)
+                fig["gzip_unchanged"] = scrape_cost(pid, scraper, PROMETHEUS_HEADERS, times)
+                counter = iter(range(1_000_000))
+
+                def one_line():
+                    with open(log, "a") as f:
+                        f.write(scrape_series_lines(1, offset=next(counter)))
+
+                def every_series():
+                    with open(log, "a") as f:
+                        f.write(scrape_series_lines(label_sets, offset=next(counter)))
+                fig["gzip_one_line"] = scrape_cost(pid, scraper, PROMETHEUS_HEADERS, times,
+                                                   one_line, 0.3)
+                fig["gzip_all_changed"] = scrape_cost(pid, scraper, PROMETHEUS_HEADERS,
+                                                      max(times // 2, 3), every_series, 0.5)
+                figures[who] = fig
+            finally:
+                scraper.close()
+                daemon.stop()
+        ours, theirs = figures["exporter"], figures["mtail"]
+        print(f"{'scrape':28} {label_sets} label sets: exporter {ours['samples']} samples, "
+              f"mtail {theirs['samples']}", flush=True)
+        for kind, what in (("plain", "no Accept-Encoding, nothing changed"),
+                           ("gzip_unchanged", "as Prometheus asks (gzip), nothing changed"),
+                           ("gzip_one_line", "gzip, one new line before each scrape"),
+                           ("gzip_all_changed", "gzip, every label set changed before each")):
+            name = f"scrape_{label_sets}_{kind}"
+            report(name, f"{label_sets} label sets, {what}: CPU ms per scrape",
+                   ours[kind][0] * 1000, theirs[kind][0] * 1000, "ms CPU", False,
+                   "<= 10 ms (new data), <= 1 ms (nothing changed)" if label_sets == 5600 else "-")
+            results[name]["bytes"] = {"exporter": ours[kind][1], "mtail": theirs[kind][1]}
+            print(f"{'':28} bytes per response: exporter {ours[kind][1]:,}, mtail "
+                  f"{theirs[kind][1]:,}", flush=True)
+
+
+def bench_scrape_prometheus(folder):
+    """A real Prometheus scraping the exporter and mtail, 5,600 label sets each, every 15 s,
+    with no new line: CPU of each while nothing but scrapes happens."""
+    if not selected("scrape_prometheus"):
+        return
+    if not shutil.which("prometheus"):
+        sys.exit("prometheus is missing: apt-get install prometheus")
+    minutes = 1 if QUICK else 4
+    label_sets = 5600
+    daemons = {}
+    prometheus = None
+    try:
+        for who in ("exporter", "mtail"):
+            log = os.path.join(folder, f"prom-{who}.log")
+            open(log, "w").close()
+            if who == "exporter":
+                daemons[who] = start_exporter(folder, nginx_service(log, "    max_paths: 10000\n"))
+            else:
+                daemons[who] = start_mtail(folder, log)
+            with open(log, "a") as f:
+                f.write(scrape_series_lines(label_sets, rounds=3))
+        for who, (daemon, url) in daemons.items():
+            if not wait_for(lambda: metric_sum(get(url), "fastapi_requests_total")
+                            >= 3 * label_sets, 60, 0.2):
+                raise RuntimeError(f"{who} did not count the lines")
+        port = free_port()
+        config = os.path.join(folder, "prometheus.yml")
+        targets = {who: urllib.parse.urlsplit(url).netloc for who, (_, url) in daemons.items()}
+        with open(config, "w") as f:
+            f.write("global:\n  scrape_interval: 15s\nscrape_configs:\n" + "".join(
+                f"  - job_name: {who}\n    static_configs:\n      - targets: ['{target}']\n"
+                for who, target in targets.items()))
+        prometheus = subprocess.Popen(
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={folder}/tsdb",
+             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        query = f"http://127.0.0.1:{port}/api/v1/query?query="
+
+        def scraped_all():
+            try:
+                answer = json.loads(get(query + urllib.parse.quote(
+                    "sum by (job) (scrape_samples_scraped) and on() (count(up == 1) == 2)")))
+                return len(answer["data"]["result"]) == 2
+            except (OSError, ValueError, KeyError):
+                return False
+        if not wait_for(scraped_all, 60, 1):
+            raise RuntimeError("prometheus did not scrape both")
+        cpu0 = {who: cpu_seconds(d.process.pid) for who, (d, _) in daemons.items()}
+        time.sleep(minutes * 60)
+        cpu = {who: cpu_seconds(d.process.pid) - cpu0[who] for who, (d, _) in daemons.items()}
+        answer = json.loads(get(query + urllib.parse.quote("scrape_samples_scraped")))
+        samples = {r["metric"]["job"]: r["value"][1] for r in answer["data"]["result"]}
+        answer = json.loads(get(query + urllib.parse.quote(
+            "sum by (job) (fastapi_requests_total)")))
+        counted = {r["metric"]["job"]: float(r["value"][1]) for r in answer["data"]["result"]}
+        assert counted == {"exporter": 3 * label_sets, "mtail": 3 * label_sets}, counted
+        print(f"{'scrape_prometheus':28} samples per scrape {samples}", flush=True)
+        report("scrape_prometheus", f"Prometheus scraping {label_sets} label sets every 15 s, "
+               f"no new lines, {minutes} min: % of one core", cpu["exporter"] / minutes / 60 * 100,
+               cpu["mtail"] / minutes / 60 * 100, "%", False, "<= 0.01%")
+        results["scrape_prometheus"]["cpu_ms_per_minute"] = {
+            who: value / minutes * 1000 for who, value in cpu.items()}
+    finally:
+        if prometheus:
+            prometheus.terminate()
+            prometheus.wait(30)
+        for daemon, _ in daemons.values():
+            daemon.stop()
+
+
 def bench_render():
     if not selected("render"):
         return
@@ -498,12 +721,15 @@ def main():
             sys.exit(f"{tool} is missing: apt-get install mtail prometheus-process-exporter wrk")
     with tempfile.TemporaryDirectory(prefix="fe-bench-") as folder:
         logs = os.path.join(folder, "logs")
-        subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "gen_logs.py"), str(LINES),
-                        logs], check=True)
+        if ONLY is None or any(not name.startswith("scrape") for name in ONLY):
+            subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "gen_logs.py"),
+                            str(LINES), logs], check=True)
         print(f"machine: {os.cpu_count()} cores, {os.uname().release}; {LINES} lines; "
               f"medians of {ROUNDS} rounds", flush=True)
         bench_ingest(folder, logs)
         bench_render()
+        bench_scrape(folder)
+        bench_scrape_prometheus(folder)
         bench_live(folder, logs)
         bench_process(folder)
         bench_rss(folder, logs)

@@ -1,10 +1,89 @@
 #include "collectors/exposition.hpp"
 
+#include <isa-l/crc.h>
+#include <isa-l/igzip_lib.h>
 #include <prometheus/text_serializer.h>
+#include <zlib.h>
 
 #include <sstream>
 
 namespace fastapi_exporter {
+
+ExpositionPiece DeflatePiece(std::string_view text) {
+  // One stream, its level buffer and an output buffer (~230 kB) for the process, reused:
+  // allocating and touching them on each call costs more than deflating a small piece.
+  static std::mutex mutex;
+  static isal_zstream stream;
+  static std::vector<uint8_t> level_buffer(ISAL_DEF_LVL1_SMALL);
+  ExpositionPiece piece;
+  piece.crc32 =
+      crc32_gzip_refl(0, reinterpret_cast<const unsigned char*>(text.data()), text.size());
+  piece.text_size = text.size();
+  std::lock_guard lock(mutex);
+  isal_deflate_init(&stream);
+  stream.level = 1;
+  stream.level_buf = level_buffer.data();
+  stream.level_buf_size = uint32_t(level_buffer.size());
+  // Byte-aligned, not final: pieces join (see ExpositionPiece).
+  stream.flush = SYNC_FLUSH;
+  stream.end_of_stream = 0;
+  stream.next_in = reinterpret_cast<uint8_t*>(const_cast<char*>(text.data()));
+  stream.avail_in = uint32_t(text.size());
+  // Into a buffer kept for the process, then copied at its size: a fresh buffer of the
+  // worst-case size on each call would cost page faults.
+  static std::string out(1 << 16, '\0');
+  std::size_t done = 0;
+  while (true) {
+    stream.next_out = reinterpret_cast<uint8_t*>(out.data() + done);
+    stream.avail_out = uint32_t(out.size() - done);
+    if (isal_deflate(&stream) != COMP_OK) return {};
+    done = out.size() - stream.avail_out;
+    // Done once every byte is in and the flush fitted with room to spare.
+    if (stream.avail_in == 0 && stream.avail_out > 0) break;
+    out.resize(out.size() * 2);
+  }
+  piece.bytes.assign(out.data(), done);
+  return piece;
+}
+
+std::vector<std::shared_ptr<const std::string>> GzipBody(const ExpositionPieces& pieces) {
+  // ID1 ID2, CM=deflate, no flags, no mtime, XFL=0, OS=Unix.
+  static const auto header =
+      std::make_shared<const std::string>("\x1f\x8b\x08\0\0\0\0\0\0\x03", 10);
+  std::vector<std::shared_ptr<const std::string>> body;
+  body.reserve(pieces.size() + 2);
+  body.push_back(header);
+  uLong crc = crc32(0, nullptr, 0);
+  uint64_t size = 0;
+  for (const auto& piece : pieces) {
+    crc = crc32_combine(crc, piece->crc32, z_off_t(piece->text_size));
+    size += piece->text_size;
+    // Shares ownership of the piece, points at its bytes.
+    body.push_back(std::shared_ptr<const std::string>(piece, &piece->bytes));
+  }
+  // A final, empty block of fixed Huffman codes (BFINAL=1, BTYPE=01, end-of-block), then
+  // CRC-32 and ISIZE, little-endian.
+  std::string trailer = {'\x03', '\0'};
+  for (int i = 0; i < 4; ++i) trailer += char((crc >> (8 * i)) & 0xff);
+  for (int i = 0; i < 4; ++i) trailer += char((size >> (8 * i)) & 0xff);
+  body.push_back(std::make_shared<const std::string>(std::move(trailer)));
+  return body;
+}
+
+std::string GzipCompress(std::string_view text) {
+  std::string out;
+  for (const auto& part : GzipBody({std::make_shared<const ExpositionPiece>(DeflatePiece(text))})) {
+    out += *part;
+  }
+  return out;
+}
+
+void TextSource::Serve(bool deflate, ExpositionPieces& out) const {
+  std::string text;
+  RenderText(text);
+  out.push_back(std::make_shared<const ExpositionPiece>(
+      deflate ? DeflatePiece(text) : ExpositionPiece{std::move(text)}));
+}
 
 void Exposition::Register(std::shared_ptr<prometheus::Collectable> collectable) {
   std::lock_guard lock(mutex_);
@@ -17,6 +96,12 @@ void Exposition::Register(std::shared_ptr<TextSource> source) {
 }
 
 std::string Exposition::Render() const {
+  std::string text;
+  for (const auto& part : Serve(false)) text += *part;
+  return text;
+}
+
+std::vector<std::shared_ptr<const std::string>> Exposition::Serve(bool gzip) const {
   std::vector<std::shared_ptr<prometheus::Collectable>> collectables;
   std::vector<std::shared_ptr<TextSource>> text_sources;
   {
@@ -31,9 +116,17 @@ std::string Exposition::Render() const {
   }
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, families);
-  std::string text = out.str();
-  for (const auto& source : text_sources) source->RenderText(text);
-  return text;
+  ExpositionPieces pieces;
+  pieces.push_back(std::make_shared<const ExpositionPiece>(gzip ? DeflatePiece(out.view())
+                                                                : ExpositionPiece{out.str()}));
+  for (const auto& source : text_sources) source->Serve(gzip, pieces);
+  if (gzip) return GzipBody(pieces);
+  std::vector<std::shared_ptr<const std::string>> body;
+  body.reserve(pieces.size());
+  for (const auto& piece : pieces) {
+    body.push_back(std::shared_ptr<const std::string>(piece, &piece->bytes));
+  }
+  return body;
 }
 
 }  // namespace fastapi_exporter

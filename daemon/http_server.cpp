@@ -3,7 +3,6 @@
 #include <civetweb.h>
 #include <netdb.h>
 #include <spdlog/spdlog.h>
-#include <zlib.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -15,6 +14,7 @@
 #include <cstring>
 #include <ctime>
 #include <initializer_list>
+#include <memory>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -33,7 +33,10 @@ struct Header {
 // gmtime(), whose shared buffer two workers answering at once overwrite (ThreadSanitizer
 // reports it); with a Date header given, it writes none.
 void SendResponse(mg_connection* conn, int status, const char* content_type,
-                  const std::string& body, std::initializer_list<Header> extra = {}) {
+                  const std::vector<std::shared_ptr<const std::string>>& body,
+                  std::initializer_list<Header> extra = {}) {
+  std::size_t length = 0;
+  for (const auto& piece : body) length += piece->size();
   char date[64] = "";
   const std::time_t now = std::time(nullptr);
   std::tm utc{};
@@ -41,14 +44,23 @@ void SendResponse(mg_connection* conn, int status, const char* content_type,
   mg_response_header_start(conn, status);
   mg_response_header_add(conn, "Date", date, -1);
   mg_response_header_add(conn, "Content-Type", content_type, -1);
-  mg_response_header_add(conn, "Content-Length", std::to_string(body.size()).c_str(), -1);
+  mg_response_header_add(conn, "Content-Length", std::to_string(length).c_str(), -1);
   for (const Header& header : extra) mg_response_header_add(conn, header.name, header.value, -1);
   if (status == 405) mg_response_header_add(conn, "Allow", "GET, HEAD", -1);
   mg_response_header_send(conn);
   const mg_request_info* request = mg_get_request_info(conn);
   if (std::strcmp(request->request_method, "HEAD") != 0) {
-    mg_write(conn, body.data(), body.size());
+    for (const auto& piece : body) {
+      if (mg_write(conn, piece->data(), piece->size()) <= 0 && !piece->empty()) break;
+    }
   }
+}
+
+void SendResponse(mg_connection* conn, int status, const char* content_type,
+                  const std::string& body, std::initializer_list<Header> extra = {}) {
+  // Not copied: the pointer lives only during the call, and owns nothing.
+  const std::shared_ptr<const std::string> piece(&body, [](const std::string*) {});
+  SendResponse(conn, status, content_type, {piece}, extra);
 }
 
 bool IsGetOrHead(mg_connection* conn) {
@@ -220,12 +232,12 @@ int HttpServer::HandleMetrics(mg_connection* conn, void* self_ptr) {
     SendResponse(conn, 404, "text/plain", "not found\n");
     return 404;
   }
-  const std::string body = self->options_.render_metrics();
-  if (AcceptsGzip(mg_get_header(conn, "Accept-Encoding"))) {
-    SendResponse(conn, 200, kMetricsContentType, GzipCompress(body),
-                 {{"Content-Encoding", "gzip"}});
+  const MetricsBody body =
+      self->options_.render_metrics(AcceptsGzip(mg_get_header(conn, "Accept-Encoding")));
+  if (body.gzip) {
+    SendResponse(conn, 200, kMetricsContentType, body.pieces, {{"Content-Encoding", "gzip"}});
   } else {
-    SendResponse(conn, 200, kMetricsContentType, body);
+    SendResponse(conn, 200, kMetricsContentType, body.pieces);
   }
   return 200;
 }
@@ -251,24 +263,6 @@ int HttpServer::HandleHealth(mg_connection* conn, void* self_ptr) {
   const bool healthy = !self->options_.healthy || self->options_.healthy();
   SendResponse(conn, healthy ? 200 : 503, "text/plain", healthy ? "ok\n" : "unhealthy\n");
   return healthy ? 200 : 503;
-}
-
-std::string GzipCompress(const std::string& data) {
-  z_stream stream{};
-  // windowBits 15 + 16 selects the gzip wrapper.
-  if (deflateInit2(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
-      Z_OK) {
-    return {};
-  }
-  std::string out(deflateBound(&stream, data.size()), '\0');
-  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  stream.avail_in = static_cast<uInt>(data.size());
-  stream.next_out = reinterpret_cast<Bytef*>(out.data());
-  stream.avail_out = static_cast<uInt>(out.size());
-  deflate(&stream, Z_FINISH);
-  out.resize(stream.total_out);
-  deflateEnd(&stream);
-  return out;
 }
 
 bool AcceptsGzip(const char* accept_encoding) {

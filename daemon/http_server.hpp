@@ -19,11 +19,19 @@ struct mg_connection;
 
 namespace fastapi_exporter {
 
+// A /metrics response body: the concatenation of `pieces`, written one after another.
+struct MetricsBody {
+  std::vector<std::shared_ptr<const std::string>> pieces;
+  bool gzip = false;  // the pieces together are a gzip file (Content-Encoding: gzip)
+};
+
 struct HttpServerOptions {
   config::ListenAddress listen_address;
   std::string telemetry_path = "/metrics";
   std::function<std::string()> landing_page_html;  // called concurrently from server threads
-  std::function<std::string()> render_metrics;     // called concurrently from server threads
+  // Called concurrently from server threads, with whether the scraper accepts gzip; may
+  // answer plain text even then.
+  std::function<MetricsBody(bool accepts_gzip)> render_metrics;
   std::function<bool()> healthy;
   int threads = 4;
   // Serve HTTPS with these settings instead of HTTP.
@@ -71,9 +79,6 @@ class HttpServer {
   std::vector<std::string> library_messages_;  // civetweb's log, for start-up errors
   mg_context* context_ = nullptr;
 };
-
-// gzip (RFC 1952) of `data`, for scrapers that send Accept-Encoding: gzip.
-std::string GzipCompress(const std::string& data);
 
 // Whether an Accept-Encoding header value accepts gzip (and does not refuse it with q=0).
 bool AcceptsGzip(const char* accept_encoding);

@@ -309,13 +309,13 @@ class Daemon {
       std::lock_guard lock(landing_mutex_);
       return landing_page_;
     };
-    http.render_metrics = [this] {
+    http.render_metrics = [this](bool accepts_gzip) {
       const auto started = std::chrono::steady_clock::now();
-      std::string text = exposition_.Render();
+      fe::MetricsBody body{exposition_.Serve(accepts_gzip), accepts_gzip};
       scrapes_->Increment();
       last_scrape_duration_->Set(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-      return text;
+      return body;
     };
     std::shared_ptr<fe::TlsServer> tls;
     if (web_security.tls) {

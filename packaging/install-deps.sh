@@ -6,7 +6,7 @@ set -euo pipefail
 
 build_deps=(
   cmake ninja-build g++ make pkg-config git
-  prometheus-cpp-dev libcivetweb-dev zlib1g-dev
+  prometheus-cpp-dev libcivetweb-dev zlib1g-dev libisal-dev
   libspdlog-dev libfmt-dev libyaml-cpp-dev libre2-dev libcli11-dev
   libsimdjson-dev libsystemd-dev libssl-dev libcrypt-dev
   libcurl4-openssl-dev            # fetching the services' OpenAPI documents (routes_from)
