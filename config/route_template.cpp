@@ -1,53 +1,11 @@
 #include "config/route_template.hpp"
 
+#include <simdjson.h>
+
 #include <cctype>
 
 namespace fastapi_exporter::config {
 namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-// RFC 3986 unreserved: the normalizer decodes these, so their encoded form never survives.
-bool IsUnreserved(unsigned char c) {
-  return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
-}
-
-// Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF), as label values need.
-bool IsValidUtf8(const std::string& text) {
-  std::size_t i = 0;
-  while (i < text.size()) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    std::size_t length;
-    unsigned min;
-    unsigned code;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      length = 2, min = 0x80, code = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      length = 3, min = 0x800, code = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      length = 4, min = 0x10000, code = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + length > text.size()) return false;
-    for (std::size_t k = 1; k < length; ++k) {
-      const unsigned char next = static_cast<unsigned char>(text[i + k]);
-      if ((next & 0xc0) != 0x80) return false;
-      code = (code << 6) | (next & 0x3f);
-    }
-    if (code < min || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) return false;
-    i += length;
-  }
-  return true;
-}
 
 bool IsIdentifier(const std::string& name) {
   if (name.empty() || !(std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_')) {
@@ -67,7 +25,7 @@ bool CheckComparablePath(const std::string& path, std::string* problem) {
     return false;
   };
   if (path.empty() || path[0] != '/') return fail("must start with '/'");
-  if (!IsValidUtf8(path)) return fail("is not valid UTF-8");
+  if (!simdjson::validate_utf8(path.data(), path.size())) return fail("is not valid UTF-8");
   for (std::size_t i = 0; i < path.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(path[i]);
     if (c == '?' || c == '#') {
@@ -76,12 +34,12 @@ bool CheckComparablePath(const std::string& path, std::string* problem) {
     }
     if (c < 0x20 || c == 0x7f) return fail("holds a control character");
     if (c != '%') continue;
-    const int high = i + 2 < path.size() ? HexValue(path[i + 1]) : -1;
-    const int low = i + 2 < path.size() ? HexValue(path[i + 2]) : -1;
+    const int high = i + 2 < path.size() ? HexDigitValue(path[i + 1]) : -1;
+    const int low = i + 2 < path.size() ? HexDigitValue(path[i + 2]) : -1;
     if (high < 0 || low < 0) return fail("holds a '%' that is not followed by two hex digits");
     const unsigned char decoded = static_cast<unsigned char>(high * 16 + low);
     const std::string encoded = path.substr(i, 3);
-    if (IsUnreserved(decoded)) {
+    if (IsUnreservedByte(decoded)) {
       return fail("write '" + std::string(1, char(decoded)) + "' rather than '" + encoded +
                   "': requests are compared with unreserved characters decoded");
     }

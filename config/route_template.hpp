@@ -34,4 +34,19 @@ std::optional<RouteTemplate> ParseRouteTemplate(const std::string& text, std::st
 // routes and for exclude_paths. False with `problem` set otherwise.
 bool CheckComparablePath(const std::string& path, std::string* problem);
 
+// The percent-encoding rules requests are compared under, shared with the route normalizer.
+// The value of a hex digit, or -1.
+inline int HexDigitValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+// RFC 3986 unreserved characters: decoded when percent-encoded; every other byte stays
+// encoded (so "/a%2Fb" is not "/a/b").
+inline bool IsUnreservedByte(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
 }  // namespace fastapi_exporter::config

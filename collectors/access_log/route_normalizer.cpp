@@ -10,23 +10,14 @@ namespace {
 
 using config::RouteSegment;
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-bool IsUnreserved(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
+using config::HexDigitValue;
+using config::IsUnreservedByte;
 
 bool IsDigit(char c) {
   return c >= '0' && c <= '9';
 }
 bool IsHex(char c) {
-  return HexValue(c) >= 0;
+  return HexDigitValue(c) >= 0;
 }
 bool IsAlpha(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -135,11 +126,11 @@ bool RouteNormalizer::Clean(std::string_view target) {
   for (std::size_t i = 0; i < target.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(target[i]);
     if (c < 0x20 || c == 0x7f) return false;
-    if (c == '%' && i + 2 < target.size() && HexValue(target[i + 1]) >= 0 &&
-        HexValue(target[i + 2]) >= 0) {
+    if (c == '%' && i + 2 < target.size() && HexDigitValue(target[i + 1]) >= 0 &&
+        HexDigitValue(target[i + 2]) >= 0) {
       const unsigned char decoded =
-          static_cast<unsigned char>(HexValue(target[i + 1]) * 16 + HexValue(target[i + 2]));
-      if (IsUnreserved(decoded)) {
+          static_cast<unsigned char>(HexDigitValue(target[i + 1]) * 16 + HexDigitValue(target[i + 2]));
+      if (IsUnreservedByte(decoded)) {
         decoded_.push_back(char(decoded));
       } else {
         // Keep it encoded, in one spelling: "%2f" and "%2F" are one label.
