@@ -202,7 +202,25 @@ inline std::optional<YAML::Node> ParseYaml(const std::string& text,
     return YAML::Load(text);
   } catch (const YAML::Exception& e) {
     ConfigError error{"", {}, "invalid YAML: " + e.msg};
-    if (!e.mark.is_null()) error.position = {e.mark.line + 1, e.mark.column + 1};
+    if (!e.mark.is_null()) {
+      error.position = {e.mark.line + 1, e.mark.column + 1};
+      // The commonest cause: an unquoted route template in a [...] list, where YAML reads
+      // its braces as a mapping. Say so rather than leave the user with the parser's words.
+      std::size_t start = 0;
+      for (int line = 0; line < e.mark.line && start != std::string::npos; ++line) {
+        start = text.find('\n', start);
+        if (start != std::string::npos) ++start;
+      }
+      if (start != std::string::npos) {
+        const std::string_view line =
+            std::string_view(text).substr(start, text.find('\n', start) - start);
+        const std::size_t open = line.find('[');
+        if (open != std::string_view::npos && line.find("/{", open) != std::string_view::npos) {
+          error.message += "; route templates hold braces, so quote each one in a [...] list, "
+                           "as in ['/api/users/{user_id}']";
+        }
+      }
+    }
     errors.push_back(std::move(error));
     return std::nullopt;
   }

@@ -35,6 +35,9 @@ def test_check_config_names_the_key_and_line_of_each_problem(path):
     assert first.startswith(f"{path}:{line}:"), result.stderr
     if key:
         assert f": {key}: " in first, result.stderr
+    says = re.search(r"^# says: (.*)$", path.read_text(), re.M)
+    if says:
+        assert says.group(1) in first, result.stderr
     # The daemon refuses to start on the same file, saying why.
     started = run(f"--config.file={path}")
     assert started.returncode == 1
