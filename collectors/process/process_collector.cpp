@@ -24,6 +24,13 @@ using prometheus::MetricType;
 // permanently unreadable file does not write a log line per scrape.
 class ProblemLog {
  public:
+  // Every kind's series exists from the first scrape, at 0: rate() and increase() need the
+  // zero before the first error to see it.
+  ProblemLog() {
+    for (const char* kind : {"pidfile", "cgroup", "stat", "status", "io", "fd", "limits"}) {
+      counts_[kind] = 0;
+    }
+  }
   void Report(const std::string& service, const std::string& kind, const std::string& message) {
     ++counts_[kind];
     seen_now_.insert(message);

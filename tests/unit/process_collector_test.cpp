@@ -219,6 +219,15 @@ TEST_F(ProcessCollectorTest, GarbagePidfileIsAReadErrorNotAProcess) {
   EXPECT_EQ(Value(families, "fastapi_exporter_read_errors_total", "api", "pidfile"), 2);
 }
 
+TEST_F(ProcessCollectorTest, EveryReadErrorKindIsThereAtZeroFromTheFirstScrape) {
+  fake.Write(Process(100, 1, 10));
+  auto collector = Collector({Service("api", {.pid = 100})});
+  const auto families = collector.Collect();
+  for (const char* kind : {"pidfile", "cgroup", "stat", "status", "io", "fd", "limits"}) {
+    EXPECT_EQ(Value(families, "fastapi_exporter_read_errors_total", "api", kind), 0) << kind;
+  }
+}
+
 TEST_F(ProcessCollectorTest, UnreadableFilesLeaveTheirSeriesOutAndCount) {
   FakeProcess master = Process(100, 1, 10);
   master.children = {101};
