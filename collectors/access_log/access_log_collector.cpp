@@ -69,6 +69,22 @@ struct SelfFamilies {
                         .Name("fastapi_exporter_log_open_errors_total")
                         .Help("Access-log files that matched but could not be opened.")
                         .Register(registry)),
+        abandoned(prometheus::BuildCounter()
+                      .Name("fastapi_exporter_log_files_abandoned_total")
+                      .Help("Rotated access-log files closed while a process still had them "
+                            "open for writing: what it writes there later is not counted.")
+                      .Register(registry)),
+        tailer_polling(prometheus::BuildGauge()
+                           .Name("fastapi_exporter_log_tailer_polling")
+                           .Help("1 when inotify (or one of its watches) failed and log changes "
+                                 "are found by polling only.")
+                           .Register(registry)
+                           .Add({})),
+        tailer_running(prometheus::BuildGauge()
+                           .Name("fastapi_exporter_log_tailer_running")
+                           .Help("1 while the thread that reads the access logs runs.")
+                           .Register(registry)
+                           .Add({})),
         overflow(prometheus::BuildCounter()
                      .Name("fastapi_exporter_paths_overflow_total")
                      .Help("Requests counted under path=\"__other__\" because the service "
@@ -85,7 +101,19 @@ struct SelfFamilies {
   Family<Counter>& rotations;
   Family<Counter>& truncations;
   Family<Counter>& open_errors;
+  Family<Counter>& abandoned;
+  Gauge& tailer_polling;
+  Gauge& tailer_running;
   Family<Counter>& overflow;
+};
+
+class TailerState final : public TailerObserver {
+ public:
+  explicit TailerState(Gauge& polling) : polling_(polling) {}
+  void OnPolling(bool polling) override { polling_.Set(polling ? 1 : 0); }
+
+ private:
+  Gauge& polling_;
 };
 
 // The request counting of one service. Kept across a reload when its request_fingerprint is
@@ -132,6 +160,7 @@ class SourceState final : public SourceObserver {
     rotations_ = &self.rotations.Add(labels);
     truncations_ = &self.truncations.Add(labels);
     open_errors_ = &self.open_errors.Add(labels);
+    abandoned_ = &self.abandoned.Add(labels);
     for (std::size_t i = 1; i < kParseErrorCount; ++i) {
       auto with_reason = labels;
       with_reason["reason"] = std::string(ParseErrorName(ParseError(i)));
@@ -148,6 +177,7 @@ class SourceState final : public SourceObserver {
     self_.rotations.Remove(rotations_);
     self_.truncations.Remove(truncations_);
     self_.open_errors.Remove(open_errors_);
+    self_.abandoned.Remove(abandoned_);
     for (std::size_t i = 1; i < kParseErrorCount; ++i) self_.parse_errors.Remove(parse_errors_[i]);
   }
   SourceState(const SourceState&) = delete;
@@ -205,6 +235,7 @@ class SourceState final : public SourceObserver {
     open_errors_->Increment();
     spdlog::warn("cannot open access log {}: {}", path, error);
   }
+  void OnAbandoned(const std::string& /*path*/) override { abandoned_->Increment(); }
   void OnNoFile(const std::string& glob, const std::string& reason) override {
     if (reason.empty()) {
       spdlog::info("service {}: access log {} found", service_.name, glob);
@@ -233,6 +264,7 @@ class SourceState final : public SourceObserver {
   Counter* rotations_;
   Counter* truncations_;
   Counter* open_errors_;
+  Counter* abandoned_;
   std::array<Counter*, kParseErrorCount> parse_errors_{};
   std::array<bool, kParseErrorCount> logged_errors_{};
 };
@@ -276,7 +308,8 @@ struct AccessLogCollector::Impl {
   Impl(const config::Config& config, prometheus::Registry& registry, AccessLogOptions options)
       : options(options),
         store(std::make_shared<RequestStore>(config.metric_prefix)),
-        self(registry) {
+        self(registry),
+        tailer_state(self.tailer_polling) {
     Apply(config);
   }
 
@@ -353,6 +386,7 @@ struct AccessLogCollector::Impl {
     tailer_options.max_line_bytes = std::size_t(max_line_bytes);
     tailer_options.use_inotify = options.use_inotify;
     tailer_options.from_beginning = options.from_beginning;
+    tailer_options.observer = &tailer_state;
     tailer = std::make_unique<Tailer>(std::move(tail_sources), tailer_options);
     if (positions) tailer->Restore(*positions);
   }
@@ -371,15 +405,23 @@ struct AccessLogCollector::Impl {
   void StartThread() {
     if (sources.empty() || thread.joinable()) return;
     stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    self.tailer_running.Set(1);
     thread = std::thread([this] {
       auto last_save = std::chrono::steady_clock::now();
-      tailer->Run(stop_fd, [&] {
-        const auto now = std::chrono::steady_clock::now();
-        if (options.save_positions && now - last_save >= options.save_interval) {
-          SavePositions();
-          last_save = now;
-        }
-      });
+      try {
+        tailer->Run(stop_fd, [&] {
+          const auto now = std::chrono::steady_clock::now();
+          if (options.save_positions && now - last_save >= options.save_interval) {
+            SavePositions();
+            last_save = now;
+          }
+        });
+      } catch (const std::exception& error) {
+        // Nothing is read from here on: say so, loudly, and let the gauge show it.
+        spdlog::critical("the access-log reader stopped: {}; no request is counted any more",
+                         error.what());
+      }
+      self.tailer_running.Set(0);
       // Every line read has been handed over: the positions are exactly what was counted.
       if (options.save_positions) SavePositions();
     });
@@ -414,6 +456,7 @@ struct AccessLogCollector::Impl {
   int max_line_bytes = 0;
   std::shared_ptr<RequestStore> store;
   SelfFamilies self;
+  TailerState tailer_state;
   std::vector<std::unique_ptr<ServiceState>> services;
   std::vector<std::unique_ptr<SourceState>> sources;
   std::unique_ptr<Tailer> tailer;
@@ -461,6 +504,7 @@ void AccessLogCollector::ReadOnce() {
   // A pass reads at most max_bytes_per_poll of each file: go on until nothing is left.
   for (bool rescan = true; impl_->tailer->Poll(rescan) > 0; rescan = false) {
   }
+  impl_->tailer->Finish();
 }
 
 std::string AccessLogCollector::Summary() const {
