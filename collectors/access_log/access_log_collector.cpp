@@ -387,6 +387,7 @@ struct AccessLogCollector::Impl {
     tailer_options.use_inotify = options.use_inotify;
     tailer_options.from_beginning = options.from_beginning;
     tailer_options.observer = &tailer_state;
+    self.tailer_polling.Set(0);  // the new tailer reports only when it has to poll
     tailer = std::make_unique<Tailer>(std::move(tail_sources), tailer_options);
     if (positions) tailer->Restore(*positions);
   }

@@ -249,7 +249,13 @@ void Tailer::WatchFolder(const std::string& folder, const std::string& child) {
                                 IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
                                     IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR);
     if (watch < 0) {
-      if (errno != ENOENT && errno != ENOTDIR) WatchFailed("folder " + folder, errno);
+      if (!child.empty()) {
+        // A folder above the logs (one we may not read, such as a 0711 home): only a moved or
+        // re-created folder is then found later, by the periodic rescan.
+        spdlog::debug("cannot watch {}: {}", folder, std::strerror(errno));
+      } else if (errno != ENOENT && errno != ENOTDIR) {
+        WatchFailed("folder " + folder, errno);
+      }
       return;
     }
     watches_[folder] = {watch, uint64_t(st.st_dev), uint64_t(st.st_ino)};
