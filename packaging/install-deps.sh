@@ -20,6 +20,7 @@ test_deps=(
   curl procps openssl             # test certificates
   lintian systemd strace          # package checks: lintian, systemd-analyze; the unit's syscall filter
   clang-14 libclang-rt-14-dev     # libFuzzer targets (tests/fuzz)
+  logrotate                       # real copytruncate rotations (tests/integration/test_rotation.py)
 )
 
 bench_deps=(mtail prometheus-process-exporter wrk)  # the peers measured beside the exporter

@@ -3,6 +3,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
+#include <simdjson.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -92,6 +93,22 @@ struct SelfFamilies {
                                   .Help("Failed reads of the service's OpenAPI document, by "
                                         "reason; the last good route table stays in use.")
                                   .Register(registry)),
+        abandoned(prometheus::BuildCounter()
+                      .Name("fastapi_exporter_log_files_abandoned_total")
+                      .Help("Rotated access-log files closed while a process still had them "
+                            "open for writing: what it writes there later is not counted.")
+                      .Register(registry)),
+        tailer_polling(prometheus::BuildGauge()
+                           .Name("fastapi_exporter_log_tailer_polling")
+                           .Help("1 when inotify (or one of its watches) failed and log changes "
+                                 "are found by polling only.")
+                           .Register(registry)
+                           .Add({})),
+        tailer_running(prometheus::BuildGauge()
+                           .Name("fastapi_exporter_log_tailer_running")
+                           .Help("1 while the thread that reads the access logs runs.")
+                           .Register(registry)
+                           .Add({})),
         overflow(prometheus::BuildCounter()
                      .Name("fastapi_exporter_paths_overflow_total")
                      .Help("Requests counted under path=\"__other__\" because the service "
@@ -112,8 +129,30 @@ struct SelfFamilies {
   Family<Gauge>& routes_discovered;
   Family<Gauge>& routes_last_success;
   Family<Counter>& routes_refresh_errors;
+  Family<Counter>& abandoned;
+  Gauge& tailer_polling;
+  Gauge& tailer_running;
   Family<Counter>& overflow;
 };
+
+// A line as the log may show it: bytes that are not printable, or not UTF-8, as \xNN (a log
+// line with raw binary would be stored as binary by the journal).
+std::string Printable(std::string_view line) {
+  const bool utf8 = simdjson::validate_utf8(line.data(), line.size());
+  std::string out;
+  for (const char c : line) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f || (byte >= 0x80 && !utf8)) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
 
 // exclude_paths, and the path of the service's OpenAPI document when the exporter fetches
 // it: its own requests are not the service's traffic.
@@ -129,6 +168,15 @@ std::vector<std::string> ExcludedPaths(const config::ServiceConfig& config) {
   }
   return paths;
 }
+
+class TailerState final : public TailerObserver {
+ public:
+  explicit TailerState(Gauge& polling) : polling_(polling) {}
+  void OnPolling(bool polling) override { polling_.Set(polling ? 1 : 0); }
+
+ private:
+  Gauge& polling_;
+};
 
 // The request counting of one service. Kept across a reload when its request_fingerprint is
 // unchanged; its series leave /metrics when it is destroyed.
@@ -196,6 +244,7 @@ class SourceState final : public SourceObserver {
     open_errors_ = &self.open_errors.Add(labels);
     invalid_durations_ = &self.invalid_durations.Add(labels);
     scratch_.reserve(1024);
+    abandoned_ = &self.abandoned.Add(labels);
     for (std::size_t i = 1; i < kParseErrorCount; ++i) {
       auto with_reason = labels;
       with_reason["reason"] = std::string(ParseErrorName(ParseError(i)));
@@ -213,6 +262,7 @@ class SourceState final : public SourceObserver {
     self_.truncations.Remove(truncations_);
     self_.open_errors.Remove(open_errors_);
     self_.invalid_durations.Remove(invalid_durations_);
+    self_.abandoned.Remove(abandoned_);
     for (std::size_t i = 1; i < kParseErrorCount; ++i) self_.parse_errors.Remove(parse_errors_[i]);
   }
   SourceState(const SourceState&) = delete;
@@ -264,8 +314,10 @@ class SourceState final : public SourceObserver {
     bool& logged = logged_errors_[std::size_t(error)];
     if (!logged) {
       logged = true;
-      spdlog::warn("{}: skipping a line ({}), further ones are only counted: {}", config_.path,
-                   ParseErrorName(error), line.substr(0, 200));
+      // The server's own lines in the stream are expected: said once, not as a warning.
+      spdlog::log(error == ParseError::kNotAccessLine ? spdlog::level::info : spdlog::level::warn,
+                  "{}: skipping a line ({}), further ones are only counted: {}", config_.path,
+                  ParseErrorName(error), Printable(line.substr(0, 200)));
     }
   }
 
@@ -282,6 +334,7 @@ class SourceState final : public SourceObserver {
     open_errors_->Increment();
     spdlog::warn("cannot open access log {}: {}", path, error);
   }
+  void OnAbandoned(const std::string& /*path*/) override { abandoned_->Increment(); }
   void OnNoFile(const std::string& glob, const std::string& reason) override {
     if (reason.empty()) {
       spdlog::info("service {}: access log {} found", service_.name, glob);
@@ -311,6 +364,7 @@ class SourceState final : public SourceObserver {
   Counter* truncations_;
   Counter* open_errors_;
   Counter* invalid_durations_;
+  Counter* abandoned_;
   std::array<Counter*, kParseErrorCount> parse_errors_{};
   bool logged_invalid_duration_ = false;
   std::string scratch_;  // a line without its terminal escapes
@@ -356,7 +410,8 @@ struct AccessLogCollector::Impl {
   Impl(const config::Config& config, prometheus::Registry& registry, AccessLogOptions options)
       : options(options),
         store(std::make_shared<RequestStore>(config.metric_prefix)),
-        self(registry) {
+        self(registry),
+        tailer_state(self.tailer_polling) {
     Apply(config);
   }
 
@@ -433,6 +488,8 @@ struct AccessLogCollector::Impl {
     tailer_options.max_line_bytes = std::size_t(max_line_bytes);
     tailer_options.use_inotify = options.use_inotify;
     tailer_options.from_beginning = options.from_beginning;
+    tailer_options.observer = &tailer_state;
+    self.tailer_polling.Set(0);  // the new tailer reports only when it has to poll
     tailer = std::make_unique<Tailer>(std::move(tail_sources), tailer_options);
     if (positions) tailer->Restore(*positions);
   }
@@ -451,16 +508,24 @@ struct AccessLogCollector::Impl {
   void StartThread() {
     if (sources.empty() || thread.joinable()) return;
     stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    self.tailer_running.Set(1);
     thread = std::thread([this] {
       for (const auto& service : services) service->WaitForRoutes();
       auto last_save = std::chrono::steady_clock::now();
-      tailer->Run(stop_fd, [&] {
-        const auto now = std::chrono::steady_clock::now();
-        if (options.save_positions && now - last_save >= options.save_interval) {
-          SavePositions();
-          last_save = now;
-        }
-      });
+      try {
+        tailer->Run(stop_fd, [&] {
+          const auto now = std::chrono::steady_clock::now();
+          if (options.save_positions && now - last_save >= options.save_interval) {
+            SavePositions();
+            last_save = now;
+          }
+        });
+      } catch (const std::exception& error) {
+        // Nothing is read from here on: say so, loudly, and let the gauge show it.
+        spdlog::critical("the access-log reader stopped: {}; no request is counted any more",
+                         error.what());
+      }
+      self.tailer_running.Set(0);
       // Every line read has been handed over: the positions are exactly what was counted.
       if (options.save_positions) SavePositions();
     });
@@ -495,6 +560,7 @@ struct AccessLogCollector::Impl {
   int max_line_bytes = 0;
   std::shared_ptr<RequestStore> store;
   SelfFamilies self;
+  TailerState tailer_state;
   std::vector<std::unique_ptr<ServiceState>> services;
   std::vector<std::unique_ptr<SourceState>> sources;
   std::unique_ptr<Tailer> tailer;
@@ -543,6 +609,7 @@ void AccessLogCollector::ReadOnce() {
   // A pass reads at most max_bytes_per_poll of each file: go on until nothing is left.
   for (bool rescan = true; impl_->tailer->Poll(rescan) > 0; rescan = false) {
   }
+  impl_->tailer->Finish();
 }
 
 std::string AccessLogCollector::Summary() const {

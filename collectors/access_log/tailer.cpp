@@ -42,11 +42,60 @@ std::vector<std::string> Glob(const std::string& pattern) {
   return paths;
 }
 
+// Whether a process has the file open for writing, as far as /proc lets us see (all of it as
+// root, the processes of our own user otherwise). Only asked when a rotated file is closed.
+bool OpenForWriting(const Identity& identity) {
+  std::error_code ec;
+  for (std::filesystem::directory_iterator proc("/proc", ec), end; !ec && proc != end;
+       proc.increment(ec)) {
+    const std::string pid = proc->path().filename().string();
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::error_code fd_ec;
+    for (std::filesystem::directory_iterator fd(proc->path() / "fd", fd_ec); !fd_ec && fd != end;
+         fd.increment(fd_ec)) {
+      struct stat st;
+      if (::stat(fd->path().c_str(), &st) != 0 || IdentityOf(st) != identity) continue;
+      const std::string info = "/proc/" + pid + "/fdinfo/" + fd->path().filename().string();
+      const int info_fd = ::open(info.c_str(), O_RDONLY | O_CLOEXEC);
+      if (info_fd < 0) continue;
+      char text[256];
+      const ssize_t n = ::read(info_fd, text, sizeof text - 1);
+      ::close(info_fd);
+      if (n <= 0) continue;
+      text[n] = '\0';
+      const char* flags = std::strstr(text, "flags:");
+      if (!flags) continue;
+      if ((std::strtoul(flags + 6, nullptr, 8) & O_ACCMODE) != O_RDONLY) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
-uint64_t FingerprintFile(int fd, uint32_t& bytes) {
+uint64_t FirstNonNul(int fd) {
+  char chunk[4096];
+  uint64_t offset = 0;
+  for (;;) {
+    // A hole (what a write past the end leaves) is skipped without reading it.
+    const off_t data = ::lseek(fd, off_t(offset), SEEK_DATA);
+    if (data < 0 && errno == ENXIO) {
+      struct stat st;
+      return ::fstat(fd, &st) == 0 ? uint64_t(st.st_size) : offset;
+    }
+    if (data > 0) offset = uint64_t(data);
+    const ssize_t n = ::pread(fd, chunk, sizeof chunk, off_t(offset));
+    if (n <= 0) return offset;
+    for (ssize_t i = 0; i < n; ++i) {
+      if (chunk[i] != '\0') return offset + uint64_t(i);
+    }
+    offset += uint64_t(n);
+  }
+}
+
+uint64_t FingerprintAt(int fd, uint64_t offset, uint32_t& bytes) {
   char head[kFingerprintBytes];
-  const ssize_t n = ::pread(fd, head, std::min<std::size_t>(bytes, sizeof head), 0);
+  const ssize_t n = ::pread(fd, head, std::min<std::size_t>(bytes, sizeof head), off_t(offset));
   bytes = n > 0 ? uint32_t(n) : 0;
   uint64_t hash = 14695981039346656037ull;
   for (uint32_t i = 0; i < bytes; ++i) {
@@ -54,6 +103,12 @@ uint64_t FingerprintFile(int fd, uint32_t& bytes) {
     hash *= 1099511628211ull;
   }
   return hash;
+}
+
+uint64_t FingerprintFile(int fd, uint32_t& bytes, uint64_t* data_start) {
+  const uint64_t start = FirstNonNul(fd);
+  if (data_start) *data_start = start;
+  return FingerprintAt(fd, start, bytes);
 }
 
 struct Tailer::File {
@@ -66,8 +121,15 @@ struct Tailer::File {
   bool skipping = false;     // inside a line longer than the limit
   uint64_t fingerprint = 0;
   uint32_t fingerprint_bytes = 0;
-  bool rotated = false;  // its path names another file now: drain it, then close
-  int watch = -1;        // inotify watch of its writes
+  uint64_t data_start = 0;     // where the fingerprinted bytes start (after leading NULs)
+  uint64_t partial_start = 0;  // file offset of the first byte in `partial`
+  // The byte before read_offset as it was read: if it reads otherwise now, the file was
+  // truncated and written again past where we were.
+  char last_byte = 0;
+  bool has_last_byte = false;
+  bool rotated = false;      // its path names another file now: drain it, then close
+  std::string rotated_from;  // the path whose writers it had: done when they moved on
+  int watch = -1;            // inotify watch of its writes
   Clock::time_point last_data = Clock::now();
   std::unique_ptr<LineSink> sink;
 
@@ -101,6 +163,7 @@ Tailer::Tailer(std::vector<TailSource> sources, TailerOptions options)
   }
   if (options_.use_inotify) {
     inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (inotify_fd_ < 0) WatchFailed("log folders (inotify_init1)", errno);
   }
 }
 
@@ -125,9 +188,9 @@ Positions Tailer::Snapshot() {
     for (auto& file : source->files) {
       // A file that was empty (or short) when opened gets its full fingerprint later.
       if (file->fingerprint_bytes < kFingerprintBytes &&
-          file->read_offset > file->fingerprint_bytes) {
+          file->read_offset > file->data_start + file->fingerprint_bytes) {
         file->fingerprint_bytes = kFingerprintBytes;
-        file->fingerprint = FingerprintFile(file->fd, file->fingerprint_bytes);
+        file->fingerprint = FingerprintFile(file->fd, file->fingerprint_bytes, &file->data_start);
       }
       positions.files.push_back({source->config.id, file->path, file->identity.device,
                                  file->identity.inode, file->committed, file->fingerprint,
@@ -139,21 +202,107 @@ Positions Tailer::Snapshot() {
   return positions;
 }
 
-void Tailer::WatchFolder(const std::string& folder) {
-  if (inotify_fd_ < 0 || watches_.contains(folder)) return;
-  // Only files appearing, moving and going: writes are watched on the files themselves, so
-  // the other files of a busy folder such as /var/log do not wake us.
-  const int watch = ::inotify_add_watch(
-      inotify_fd_, folder.c_str(),
-      IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF);
-  if (watch >= 0) watches_[folder] = watch;
+void Tailer::WatchFailed(const std::string& what, int error) {
+  // Nothing is missed (changes are then found by polling), only found later: say so once.
+  if (!watch_failed_) {
+    spdlog::warn("cannot watch {} with inotify ({}); polling every {} ms instead", what,
+                 std::strerror(error), options_.poll_interval.count());
+  }
+  watch_failed_ = true;
+  SetPolling(true);
+}
+
+void Tailer::SetPolling(bool polling) {
+  if (polling == polling_) return;
+  polling_ = polling;
+  if (options_.observer) options_.observer->OnPolling(polling);
+}
+
+void Tailer::DropFolderWatch(int watch) {
+  std::erase_if(watches_, [&](const auto& entry) { return entry.second.watch == watch; });
+  interest_.erase(watch);
+  ::inotify_rm_watch(inotify_fd_, watch);
+}
+
+void Tailer::WatchFolder(const std::string& folder, const std::string& child) {
+  if (inotify_fd_ < 0) return;
+  struct stat st;
+  auto known = watches_.find(folder);
+  if (::stat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    // Gone: its watch follows the folder that moved, and must not pass for this one.
+    if (known != watches_.end()) DropFolderWatch(known->second.watch);
+    return;
+  }
+  if (known != watches_.end() &&
+      (known->second.device != uint64_t(st.st_dev) || known->second.inode != uint64_t(st.st_ino))) {
+    // The path names another folder now (moved away and created again, as a deploy does): the
+    // old watch followed the folder that moved.
+    spdlog::debug("folder {} was replaced; watching the new one", folder);
+    DropFolderWatch(known->second.watch);
+    known = watches_.end();
+  }
+  int watch = known != watches_.end() ? known->second.watch : -1;
+  if (watch < 0) {
+    // Only files appearing, moving and going: writes are watched on the files themselves, so
+    // the other files of a busy folder such as /var/log do not wake us.
+    watch = ::inotify_add_watch(inotify_fd_, folder.c_str(),
+                                IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
+                                    IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR);
+    if (watch < 0) {
+      if (!child.empty()) {
+        // A folder above the logs (one we may not read, such as a 0711 home): only a moved or
+        // re-created folder is then found later, by the periodic rescan.
+        spdlog::debug("cannot watch {}: {}", folder, std::strerror(errno));
+      } else if (errno != ENOENT && errno != ENOTDIR) {
+        WatchFailed("folder " + folder, errno);
+      }
+      return;
+    }
+    watches_[folder] = {watch, uint64_t(st.st_dev), uint64_t(st.st_ino)};
+  }
+  WatchInterest& interest = interest_[watch];
+  if (child.empty()) {
+    interest.all = true;
+  } else {
+    interest.children.insert(child);
+  }
+}
+
+void Tailer::WatchFolderChain(const std::string& folder) {
+  // The folder a glob names, and each folder above it for the one name below that matters:
+  // when one of them is moved, deleted or created, the glob is resolved again at once.
+  std::filesystem::path literal;
+  for (const auto& part : std::filesystem::path(folder)) {
+    if (part.string().find_first_of("*?[") != std::string::npos) break;
+    literal /= part;
+  }
+  if (literal.empty()) return;
+  WatchFolder(literal.string());
+  for (std::filesystem::path below = literal; below.has_relative_path();) {
+    const std::filesystem::path above = below.parent_path();
+    if (above == below) break;
+    WatchFolder(above.string(), below.filename().string());
+    below = above;
+  }
+}
+
+bool Tailer::Matters(int watch, uint32_t mask, std::string_view name) const {
+  if (mask & (IN_IGNORED | IN_MOVE_SELF | IN_DELETE_SELF | IN_Q_OVERFLOW | IN_UNMOUNT)) return true;
+  if (!(mask & ~(IN_MODIFY | IN_CLOSE_WRITE))) return false;
+  const auto interest = interest_.find(watch);
+  if (interest == interest_.end() || interest->second.all) return true;
+  return interest->second.children.contains(std::string(name.substr(0, name.find('\0'))));
 }
 
 int Tailer::WatchFile(const std::string& path) {
   if (inotify_fd_ < 0) return -1;
   // inotify gives one watch per inode: files open in several sources share it.
   const int watch = ::inotify_add_watch(inotify_fd_, path.c_str(), IN_MODIFY);
-  if (watch >= 0) ++file_watch_users_[watch];
+  if (watch >= 0) {
+    ++file_watch_users_[watch];
+  } else if (errno != ENOENT) {
+    WatchFailed("file " + path, errno);
+  }
   return watch;
 }
 
@@ -181,7 +330,8 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
   file->fd = fd;
   file->identity = IdentityOf(st);
   file->fingerprint_bytes = kFingerprintBytes;
-  file->fingerprint = FingerprintFile(fd, file->fingerprint_bytes);
+  file->fingerprint = FingerprintFile(fd, file->fingerprint_bytes, &file->data_start);
+  file->rotated_from = path;
   file->sink = source.config.make_sink();
   // A line split across two reads is assembled here; typical lines then never allocate.
   file->partial.reserve(std::min<std::size_t>(options_.max_line_bytes, 4096));
@@ -209,6 +359,9 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
   }
   file->read_offset = start;
   file->committed = start;
+  if (start > 0 && ::pread(fd, &file->last_byte, 1, off_t(start - 1)) == 1) {
+    file->has_last_byte = true;
+  }
   spdlog::debug("tailing {} (inode {}) from offset {}", path, file->identity.inode, start);
   WatchFolder(std::filesystem::path(path).parent_path().string());
   std::error_code ec;
@@ -235,6 +388,7 @@ void Tailer::RecoverRotatedAway(Source& source) {
       OpenFile(source, it->path().string(), st, true);
       if (!source.files.empty() && source.files.back()->identity == IdentityOf(st)) {
         source.files.back()->rotated = true;
+        source.files.back()->rotated_from = position.path;
       }
       break;
     }
@@ -243,6 +397,9 @@ void Tailer::RecoverRotatedAway(Source& source) {
 
 void Tailer::Rescan(Source& source) {
   const bool first_scan = !first_scan_done_;
+  // Watched before the glob is resolved: a file created in between is reported, not missed.
+  const std::string folder = std::filesystem::path(source.config.glob).parent_path().string();
+  WatchFolderChain(folder);
   std::set<std::string> seen_paths;
   for (const std::string& path : Glob(source.config.glob)) {
     struct stat st;
@@ -253,7 +410,10 @@ void Tailer::Rescan(Source& source) {
     for (auto& file : source.files) {
       if (file->identity == identity) {
         already_open = true;
-        if (file->path != path && !file->rotated) file->path = path;  // renamed within the glob
+        if (file->path != path && !file->rotated) {
+          file->path = path;  // renamed within the glob
+          file->rotated_from = path;
+        }
       } else if (file->path == path && !file->rotated) {
         // The path names another file now: rename-and-create rotation or a re-pointed link.
         file->rotated = true;
@@ -274,8 +434,6 @@ void Tailer::Rescan(Source& source) {
     source.restored.clear();  // files of the last run that are gone for good
   }
   ScanRotatedSiblings(source, seen_paths, first_scan);
-  const std::string folder = std::filesystem::path(source.config.glob).parent_path().string();
-  WatchFolder(folder);
   ReportNoFile(source, folder, seen_paths.empty());
 }
 
@@ -327,12 +485,13 @@ void Tailer::ScanRotatedSiblings(Source& source, const std::set<std::string>& li
   // the files in between: created and renamed to access.log.N before we ever saw them. Any
   // rotated sibling of a live file that appeared after we started was written after we
   // started: read it from its start.
-  std::map<std::string, std::vector<std::string>> prefixes_by_folder;
+  // folder -> (name prefix, the live file it is a rotation of)
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> prefixes_by_folder;
   for (const std::string& path : live_paths) {
     const std::filesystem::path p(path);
     auto& prefixes = prefixes_by_folder[p.parent_path().string()];
-    prefixes.push_back(p.filename().string() + ".");
-    prefixes.push_back(p.filename().string() + "-");
+    prefixes.emplace_back(p.filename().string() + ".", path);
+    prefixes.emplace_back(p.filename().string() + "-", path);
   }
   std::set<Identity> present;
   for (const auto& [folder, prefixes] : prefixes_by_folder) {
@@ -341,10 +500,10 @@ void Tailer::ScanRotatedSiblings(Source& source, const std::set<std::string>& li
          it.increment(ec)) {
       const std::string name = it->path().filename().string();
       if (IsCompressed(name) || live_paths.contains(it->path().string())) continue;
-      if (std::none_of(prefixes.begin(), prefixes.end(),
-                       [&](const std::string& prefix) { return name.starts_with(prefix); })) {
-        continue;
-      }
+      const auto prefix = std::find_if(prefixes.begin(), prefixes.end(), [&](const auto& entry) {
+        return name.starts_with(entry.first);
+      });
+      if (prefix == prefixes.end()) continue;
       struct stat st;
       if (::stat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
       const Identity identity = IdentityOf(st);
@@ -375,6 +534,7 @@ void Tailer::ScanRotatedSiblings(Source& source, const std::set<std::string>& li
       OpenFile(source, it->path().string(), st, false);
       if (!source.files.empty() && source.files.back()->identity == identity) {
         source.files.back()->rotated = true;
+        source.files.back()->rotated_from = prefix->second;
       }
     }
   }
@@ -405,18 +565,53 @@ uint64_t Tailer::Poll(bool rescan) {
         unread += uint64_t(st.st_size) - file->read_offset;
       }
     }
-    // Rotated files that have been quiet for rotate_wait are done.
+    // Rotated files that have been quiet for rotate_wait, and whose writers moved on, are done.
     std::erase_if(source->files, [&](const std::unique_ptr<File>& file) {
-      const bool done = file->rotated && now - file->last_data >= options_.rotate_wait;
+      const bool done =
+          file->rotated && now - file->last_data >= options_.rotate_wait && Superseded(*file);
       if (done) {
+        FinishFile(*file);
         source->finished.insert(file->identity);
         UnwatchFile(file->watch);
+        if (OpenForWriting(file->identity)) {
+          spdlog::warn(
+              "{} (inode {}): stopped reading this rotated file while a process still has it "
+              "open for writing; what it writes there is not counted (make the service reopen "
+              "its log after rotation, or use copytruncate)",
+              file->path, file->identity.inode);
+          if (source->config.observer) source->config.observer->OnAbandoned(file->path);
+        }
       }
       return done;
     });
     if (source->config.observer) source->config.observer->OnState(source->files.size(), unread);
   }
   return total;
+}
+
+bool Tailer::Superseded(const File& file) const {
+  // An app that never reopens its log (stdout redirected to the file) goes on writing to the
+  // renamed file, after any pause: it is followed until the writers have clearly moved on to
+  // a new file at its path, or it was deleted.
+  struct stat st;
+  if (::fstat(file.fd, &st) == 0 && st.st_nlink == 0) return true;
+  if (::stat(file.rotated_from.c_str(), &st) != 0) return false;
+  return IdentityOf(st) != file.identity && st.st_size > 0;
+}
+
+void Tailer::FinishFile(File& file) {
+  // Nothing more comes: the bytes after the last newline are a line of their own.
+  if (!file.skipping && !file.partial.empty()) {
+    DeliverLine(file, file.partial, file.partial_start, file.read_offset);
+  }
+  file.partial.clear();
+  file.skipping = false;
+}
+
+void Tailer::Finish() {
+  for (auto& source : sources_) {
+    for (auto& file : source->files) FinishFile(*file);
+  }
 }
 
 // copytruncate copies the file, then truncates it: lines written between our last read and
@@ -454,7 +649,15 @@ uint64_t Tailer::ReadFile(Source& source, File& file) {
     // Truncated and written again up to (or past) where we were: the size alone cannot tell,
     // the first bytes can.
     uint32_t bytes = file.fingerprint_bytes;
-    truncated = FingerprintFile(file.fd, bytes) != file.fingerprint;
+    truncated = FingerprintAt(file.fd, file.data_start, bytes) != file.fingerprint;
+  }
+  if (!truncated && file.has_last_byte && file.read_offset > 0) {
+    // A writer without O_APPEND writes on at its old offset after copytruncate: the file is
+    // then NULs up to there, and past where we were before we look again. Bytes already read
+    // never change in a log, so a different one (a NUL) at our position is a truncation.
+    char now = 0;
+    truncated =
+        ::pread(file.fd, &now, 1, off_t(file.read_offset - 1)) == 1 && now != file.last_byte;
   }
   if (truncated) {
     // copytruncate, or any truncation: the file starts over. First read what the copy holds
@@ -479,6 +682,14 @@ uint64_t Tailer::ReadFile(Source& source, File& file) {
     file.skipping = false;
     file.sink = source.config.make_sink();
     file.fingerprint_bytes = 0;
+    file.data_start = 0;
+    file.has_last_byte = false;
+    // The hole a writer without O_APPEND leaves can be gigabytes of NULs: step over it.
+    const off_t data = ::lseek(file.fd, 0, SEEK_DATA);
+    if (data > 0) {
+      file.read_offset = uint64_t(data);
+      file.committed = uint64_t(data);
+    }
   }
   uint64_t total = 0;
   for (;;) {
@@ -494,6 +705,8 @@ uint64_t Tailer::ReadFile(Source& source, File& file) {
     const uint64_t start = file.read_offset;
     file.read_offset += uint64_t(n);
     total += uint64_t(n);
+    file.last_byte = buffer_[std::size_t(n) - 1];
+    file.has_last_byte = true;
     Deliver(file, buffer_.data(), std::size_t(n), start);
     if (std::size_t(n) < buffer_.size()) break;
   }
@@ -501,7 +714,7 @@ uint64_t Tailer::ReadFile(Source& source, File& file) {
     if (file.fingerprint_bytes < kFingerprintBytes) {
       // Truncation recovery and saved positions rely on the first bytes' fingerprint.
       file.fingerprint_bytes = kFingerprintBytes;
-      file.fingerprint = FingerprintFile(file.fd, file.fingerprint_bytes);
+      file.fingerprint = FingerprintFile(file.fd, file.fingerprint_bytes, &file.data_start);
     }
     file.last_data = Clock::now();
     if (source.config.observer) source.config.observer->OnBytesRead(total);
@@ -509,7 +722,10 @@ uint64_t Tailer::ReadFile(Source& source, File& file) {
   return total;
 }
 
-void Tailer::DeliverLine(File& file, std::string_view line, uint64_t end_offset) {
+void Tailer::DeliverLine(File& file, std::string_view line, uint64_t begin_offset,
+                         uint64_t end_offset) {
+  // A byte-order mark (Windows tools, Python's utf-8-sig) starts the file, not the line.
+  if (begin_offset == 0 && line.starts_with("\xEF\xBB\xBF")) line.remove_prefix(3);
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line.size() > options_.max_line_bytes) {
     file.sink->OnLineTooLong();
@@ -520,6 +736,22 @@ void Tailer::DeliverLine(File& file, std::string_view line, uint64_t end_offset)
 }
 
 void Tailer::Deliver(File& file, const char* data, std::size_t size, uint64_t start_offset) {
+  // NULs are no part of any line: runs of them are the hole a writer without O_APPEND leaves
+  // after copytruncate (it writes on at its old offset), or the zeros a crash leaves behind.
+  std::size_t pos = 0;
+  while (pos < size) {
+    if (data[pos] == '\0') {
+      ++pos;
+      continue;
+    }
+    const char* nul = static_cast<const char*>(std::memchr(data + pos, '\0', size - pos));
+    const std::size_t end = nul ? std::size_t(nul - data) : size;
+    DeliverRun(file, data + pos, end - pos, start_offset + pos);
+    pos = end;
+  }
+}
+
+void Tailer::DeliverRun(File& file, const char* data, std::size_t size, uint64_t start_offset) {
   std::size_t pos = 0;
   while (pos < size) {
     const char* newline = static_cast<const char*>(std::memchr(data + pos, '\n', size - pos));
@@ -531,6 +763,7 @@ void Tailer::Deliver(File& file, const char* data, std::size_t size, uint64_t st
           file.skipping = true;
           file.sink->OnLineTooLong();
         } else {
+          if (file.partial.empty()) file.partial_start = start_offset + pos;
           file.partial.append(data + pos, size - pos);
         }
       }
@@ -543,10 +776,10 @@ void Tailer::Deliver(File& file, const char* data, std::size_t size, uint64_t st
       if (!file.sink->HoldsPartial()) file.committed = end_offset;
     } else if (!file.partial.empty()) {
       file.partial.append(data + pos, end - pos);
-      DeliverLine(file, file.partial, end_offset);
+      DeliverLine(file, file.partial, file.partial_start, end_offset);
       file.partial.clear();
     } else {
-      DeliverLine(file, std::string_view(data + pos, end - pos), end_offset);
+      DeliverLine(file, std::string_view(data + pos, end - pos), start_offset + pos, end_offset);
     }
     pos = end + 1;
   }
@@ -555,6 +788,7 @@ void Tailer::Deliver(File& file, const char* data, std::size_t size, uint64_t st
 bool Tailer::AllFoldersWatched() const {
   if (inotify_fd_ < 0) return false;
   for (const auto& source : sources_) {
+    // A folder that is a pattern, or that does not exist (yet): only polling finds its files.
     if (!watches_.contains(std::filesystem::path(source->config.glob).parent_path().string())) {
       return false;
     }
@@ -567,17 +801,46 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
   if (after_pass) after_pass();
   auto last_rescan = Clock::now();
   alignas(inotify_event) char events[16 * 1024];
+  bool poll_failed = false;
   for (;;) {
     // With every folder watched, inotify reports what matters and the periodic rescan is only
     // a safety net; otherwise (no inotify, a folder that does not exist yet) poll.
-    const auto interval = AllFoldersWatched() ? options_.rescan_interval : options_.poll_interval;
+    const auto interval =
+        AllFoldersWatched() && !watch_failed_ ? options_.rescan_interval : options_.poll_interval;
     const int timeout_ms = backlog_ ? 0 : int(interval.count());
     pollfd fds[2] = {{stop_fd, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
     const int ready = ::poll(fds, inotify_fd_ >= 0 ? 2 : 1, timeout_ms);
-    if (ready < 0 && errno != EINTR) break;
-    if (fds[0].revents & POLLIN) break;
+    if (ready < 0 && errno != EINTR) {
+      // Waiting failed: the files must still be read. Without inotify, and if even that
+      // fails, by sleeping between passes and checking for the stop request directly.
+      const int error = errno;
+      if (!poll_failed) {
+        spdlog::error("waiting for log changes failed ({}); polling every {} ms instead",
+                      std::strerror(error), options_.poll_interval.count());
+      }
+      poll_failed = true;
+      if (inotify_fd_ >= 0) {
+        ::close(inotify_fd_);
+        inotify_fd_ = -1;
+        watches_.clear();
+        interest_.clear();
+        file_watch_users_.clear();
+        for (auto& source : sources_) {
+          for (auto& file : source->files) file->watch = -1;
+        }
+        watch_failed_ = true;
+        SetPolling(true);
+      } else {
+        uint64_t value = 0;
+        if (::read(stop_fd, &value, sizeof value) == ssize_t(sizeof value)) break;
+        const timespec pause = {time_t(options_.poll_interval.count() / 1000),
+                                long(options_.poll_interval.count() % 1000) * 1000000};
+        ::nanosleep(&pause, nullptr);
+      }
+    }
+    if (ready > 0 && (fds[0].revents & POLLIN)) break;
     bool structural = false;
-    if (inotify_fd_ >= 0 && (fds[1].revents & POLLIN)) {
+    if (ready > 0 && inotify_fd_ >= 0 && (fds[1].revents & POLLIN)) {
       // Let a burst of small writes gather: one pass for many writes costs far less CPU than
       // a pass per write, and a few tens of milliseconds do not matter to a 15 s scrape.
       pollfd stop = {stop_fd, POLLIN, 0};
@@ -587,9 +850,14 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
         if (n <= 0) break;
         for (char* p = events; p < events + n;) {
           const auto* event = reinterpret_cast<const inotify_event*>(p);
-          if (event->mask & ~(IN_MODIFY | IN_CLOSE_WRITE)) structural = true;
+          if (Matters(event->wd, event->mask,
+                      event->len > 0 ? std::string_view(event->name, event->len) : "")) {
+            structural = true;
+          }
           if (event->mask & IN_IGNORED) {
-            std::erase_if(watches_, [&](const auto& watch) { return watch.second == event->wd; });
+            std::erase_if(watches_,
+                          [&](const auto& watch) { return watch.second.watch == event->wd; });
+            interest_.erase(event->wd);
             file_watch_users_.erase(event->wd);
           }
           p += sizeof(inotify_event) + event->len;

@@ -3,12 +3,16 @@
 // - inotify on the files' folders wakes it when something changes; a periodic rescan (and a
 //   polling mode where inotify is not available) catches the rest.
 // - rename-and-create rotation: the old file stays open and is read to its end, including
-//   lines written to it after the rename, until it has been quiet for `rotate_wait`.
-// - copytruncate and any truncation: reading restarts at offset 0.
+//   lines written to it after the rename, until it has been quiet for `rotate_wait` and the
+//   writers have moved on (the new file has data, or the old one is deleted).
+// - copytruncate and any truncation: reading restarts at offset 0; a writer without O_APPEND
+//   leaves a run of NULs before its next line, which is no part of any line.
+// - a byte-order mark at offset 0 is not part of the first line.
 // - deletion and re-creation, files that appear later (read from their start), symlinks
 //   (the target is followed; a re-pointed link is a rotation).
-// - an incomplete last line waits for its newline; a line longer than the limit is skipped
-//   with bounded memory.
+// - an incomplete last line waits for its newline, until the file is finished (closed after a
+//   rotation, or the end of a one-shot read); a line longer than the limit is skipped with
+//   bounded memory.
 // Files are identified by device and inode, and a fingerprint of their first bytes guards a
 // saved position against inode reuse.
 #pragma once
@@ -56,6 +60,18 @@ class SourceObserver {
   // The glob matches no file, and why ("folder /x: No such file or directory"); called when
   // the reason changes, and with an empty reason once a file matches again.
   virtual void OnNoFile(const std::string& /*glob*/, const std::string& /*reason*/) {}
+  // A rotated file was closed while a process still had it open for writing: what it writes
+  // there from now on is not read.
+  virtual void OnAbandoned(const std::string& /*path*/) {}
+};
+
+// The state of the tailer as a whole.
+class TailerObserver {
+ public:
+  virtual ~TailerObserver() = default;
+  // True when changes are found by polling only, because inotify (or one of its watches) is
+  // not available; called when that changes.
+  virtual void OnPolling(bool /*polling*/) {}
 };
 
 struct TailSource {
@@ -81,6 +97,7 @@ struct TailerOptions {
   bool use_inotify = true;
   // Read every file from its start and ignore start_at (one-shot mode).
   bool from_beginning = false;
+  TailerObserver* observer = nullptr;  // may be null
 };
 
 class Tailer {
@@ -99,6 +116,10 @@ class Tailer {
   // reads what is available, up to max_bytes_per_poll per file. Returns the bytes read.
   uint64_t Poll(bool rescan = true);
 
+  // The files will not grow any more (the end of a one-shot read): the bytes held after the
+  // last newline of each are its last line.
+  void Finish();
+
   // Calls Poll whenever inotify reports a change or the rescan interval passes, and
   // `on_idle` after each pass, until `stop_fd` becomes readable.
   void Run(int stop_fd, const std::function<void()>& after_pass);
@@ -112,29 +133,58 @@ class Tailer {
   void OpenFile(Source& source, const std::string& path, const struct stat& st, bool first_scan);
   uint64_t ReadFile(Source& source, File& file);
   void Deliver(File& file, const char* data, std::size_t size, uint64_t start_offset);
-  void DeliverLine(File& file, std::string_view line, uint64_t end_offset);
+  void DeliverRun(File& file, const char* data, std::size_t size, uint64_t start_offset);
+  void DeliverLine(File& file, std::string_view line, uint64_t begin_offset, uint64_t end_offset);
+  void FinishFile(File& file);
+  bool Superseded(const File& file) const;
   void RecoverRotatedAway(Source& source);
   void ScanRotatedSiblings(Source& source, const std::set<std::string>& live_paths,
                            bool first_scan);
   bool IsCopyOfOpenFile(const Source& source, const std::string& path) const;
-  void WatchFolder(const std::string& folder);
+  void WatchFolder(const std::string& folder, const std::string& child = {});
+  void WatchFolderChain(const std::string& folder);
+  void DropFolderWatch(int watch);
+  bool Matters(int watch, uint32_t mask, std::string_view name) const;
   int WatchFile(const std::string& path);
   void UnwatchFile(int watch);
   bool AllFoldersWatched() const;
+  void WatchFailed(const std::string& what, int error);
+  void SetPolling(bool polling);
+
+  struct FolderWatch {
+    int watch = -1;
+    uint64_t device = 0;
+    uint64_t inode = 0;
+  };
+  // Which events of a folder watch call for a rescan: all of them for a folder holding (or
+  // meant to hold) the files, those naming the next folder down for its parents.
+  struct WatchInterest {
+    bool all = false;
+    std::set<std::string> children;
+  };
 
   TailerOptions options_;
   std::vector<std::unique_ptr<Source>> sources_;
   std::vector<char> buffer_;
   int inotify_fd_ = -1;
-  std::map<std::string, int> watches_;   // folder -> watch
-  std::map<int, int> file_watch_users_;  // file watch -> open files using it
+  std::map<std::string, FolderWatch> watches_;  // folder -> watch of the folder it named
+  std::map<int, WatchInterest> interest_;       // folder watch -> what matters
+  std::map<int, int> file_watch_users_;         // file watch -> open files using it
+  bool watch_failed_ = false;                   // some folder or file is not watched: poll them
+  bool polling_ = false;                        // last reported to the observer
   bool first_scan_done_ = false;
   bool backlog_ = false;   // the last pass stopped at max_bytes_per_poll somewhere
   timespec started_at_{};  // rotated files last written before this are old
 };
 
 // FNV-1a of a file's first `bytes` bytes (fewer if it is shorter); `bytes` is updated to
-// what was hashed.
-uint64_t FingerprintFile(int fd, uint32_t& bytes);
+// what was hashed. A leading run of NULs is skipped: it is the hole a writer without O_APPEND
+// leaves after copytruncate, the same in every such file. `data_start`, when given, receives
+// where the hashed bytes start.
+uint64_t FingerprintFile(int fd, uint32_t& bytes, uint64_t* data_start = nullptr);
+// The same, from `offset` on.
+uint64_t FingerprintAt(int fd, uint64_t offset, uint32_t& bytes);
+// Where the first byte that is not NUL is (the file's size if there is none).
+uint64_t FirstNonNul(int fd);
 
 }  // namespace fastapi_exporter::access_log

@@ -1,12 +1,19 @@
 #include "collectors/access_log/tailer.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <thread>
 
 namespace fastapi_exporter::access_log {
 namespace {
@@ -14,17 +21,22 @@ namespace {
 namespace fs = std::filesystem;
 
 struct Recorded {
+  std::mutex mutex;  // for the tests where the tailer runs on its own thread
   std::vector<std::string> lines;
   int too_long = 0;
   int rotations = 0;
   int truncations = 0;
+  int abandoned = 0;
   std::vector<std::string> open_errors;
 };
 
 class RecordingSink : public LineSink {
  public:
   explicit RecordingSink(Recorded& recorded) : recorded_(recorded) {}
-  void OnLine(std::string_view line) override { recorded_.lines.emplace_back(line); }
+  void OnLine(std::string_view line) override {
+    std::lock_guard lock(recorded_.mutex);
+    recorded_.lines.emplace_back(line);
+  }
   void OnLineTooLong() override { ++recorded_.too_long; }
 
  private:
@@ -41,6 +53,7 @@ class RecordingObserver : public SourceObserver {
     recorded_.open_errors.push_back(path);
   }
   void OnState(uint64_t, uint64_t) override {}
+  void OnAbandoned(const std::string&) override { ++recorded_.abandoned; }
 
  private:
   Recorded& recorded_;
@@ -57,17 +70,21 @@ class TailerTest : public ::testing::Test {
 
   std::unique_ptr<Tailer> MakeTailer(config::StartAt start_at = config::StartAt::kBeginning,
                                      std::size_t max_line = 1024) {
-    TailSource source;
-    source.id = "svc\t" + dir + "/*.log";
-    source.glob = dir + "/*.log";
-    source.start_at = start_at;
-    source.make_sink = [this] { return std::make_unique<RecordingSink>(recorded); };
-    source.observer = &observer;
     TailerOptions options;
     options.max_line_bytes = max_line;
     options.read_chunk_bytes = 64;  // small, so lines straddle reads
     options.rotate_wait = std::chrono::milliseconds(0);
     options.use_inotify = false;
+    return MakeTailer(options, dir + "/*.log", start_at);
+  }
+  std::unique_ptr<Tailer> MakeTailer(const TailerOptions& options, const std::string& glob,
+                                     config::StartAt start_at = config::StartAt::kBeginning) {
+    TailSource source;
+    source.id = "svc\t" + glob;
+    source.glob = glob;
+    source.start_at = start_at;
+    source.make_sink = [this] { return std::make_unique<RecordingSink>(recorded); };
+    source.observer = &observer;
     std::vector<TailSource> sources;
     sources.push_back(std::move(source));
     return std::make_unique<Tailer>(std::move(sources), options);
@@ -84,6 +101,50 @@ class TailerTest : public ::testing::Test {
 };
 
 using Lines = std::vector<std::string>;
+
+// The tests that take the process's descriptors away cannot run under ASan + UBSan: their
+// checks of memory need a pipe of their own.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitizersNeedDescriptors = true;
+#else
+constexpr bool kSanitizersNeedDescriptors = false;
+#endif
+
+// A writer that opens its log without O_APPEND, as `uvicorn ... > access.log` does: it writes
+// on at its own offset whatever happens to the file.
+class OffsetWriter {
+ public:
+  explicit OffsetWriter(const std::string& path)
+      : fd_(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) {}
+  ~OffsetWriter() { ::close(fd_); }
+  void Write(const std::string& text) {
+    ASSERT_EQ(::write(fd_, text.data(), text.size()), ssize_t(text.size()));
+  }
+
+ private:
+  int fd_;
+};
+
+// logrotate's copytruncate: copy, then truncate in place.
+void CopyTruncate(const std::string& path, const std::string& copy) {
+  fs::copy_file(path, copy, fs::copy_options::overwrite_existing);
+  fs::resize_file(path, 0);
+}
+
+Lines LinesOf(Recorded& recorded) {
+  std::lock_guard lock(recorded.mutex);
+  return recorded.lines;
+}
+
+// Waits (bounded) for the lines a tailer running on its own thread delivers.
+bool WaitForLines(Recorded& recorded, std::size_t count) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (LinesOf(recorded).size() >= count) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
 
 TEST_F(TailerTest, StartAtEndSkipsWhatWasThereAndWaitsForNewlines) {
   Append("a.log", "old 1\nold 2\nhalf of old");
@@ -122,6 +183,7 @@ TEST_F(TailerTest, RenameRotationReadsTheOldFileToItsEnd) {
   std::sort(recorded.lines.begin(), recorded.lines.end());
   EXPECT_EQ(recorded.lines, (Lines{"1", "2", "3 written after the rename", "4 in the new file"}));
   EXPECT_EQ(recorded.rotations, 1);
+  EXPECT_EQ(recorded.abandoned, 0);  // nobody writes to it any more
 }
 
 TEST_F(TailerTest, CopyTruncateRestartsAtZero) {
@@ -328,6 +390,307 @@ TEST_F(TailerTest, UnreadableFileIsReportedOnce) {
   waitpid(child, &status, 0);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+// Issue #10, 4: a byte-order mark starts the file, not its first line: at offset 0 of every
+// file (however it arrives: in pieces, after a truncation, in a rotated file found later),
+// and nowhere else.
+TEST_F(TailerTest, ByteOrderMarkAtOffsetZeroIsNotPartOfTheFirstLine) {
+  Append("a.log", "\xEF\xBB\xBF{\"status_code\":200}\nsecond\n\xEF\xBB\xBFnot at offset 0\n");
+  Append("b.log", "\xEF\xBB");  // the mark arrives in two writes
+  auto tailer = MakeTailer();
+  tailer->Poll();
+  Append("b.log", "\xBFINFO:     127.0.0.1:1 - \"GET /b HTTP/1.1\" 200 OK\n");
+  tailer->Poll();
+  std::sort(recorded.lines.begin(), recorded.lines.end());
+  EXPECT_EQ(recorded.lines, (Lines{"INFO:     127.0.0.1:1 - \"GET /b HTTP/1.1\" 200 OK", "second",
+                                   "{\"status_code\":200}", "\xEF\xBB\xBFnot at offset 0"}));
+  recorded.lines.clear();
+  // Truncated and written again from 0 by a tool that writes the mark again.
+  fs::resize_file(Path("a.log"), 0);
+  Append("a.log",
+         "\xEF\xBB\xBF"
+         "after truncation\n");
+  tailer->Poll();
+  EXPECT_EQ(recorded.lines, (Lines{"after truncation"}));
+  EXPECT_EQ(recorded.truncations, 1);
+  recorded.lines.clear();
+  // Rotated twice between two looks: b.log.1 is found as a rotated sibling, read from 0.
+  Append("b.log", "last of b\n");
+  fs::rename(Path("b.log"), Path("b.log.2"));
+  Append("b.log", "\xEF\xBB\xBFin the file found rotated\n");
+  fs::rename(Path("b.log"), Path("b.log.1"));
+  Append("b.log", "\xEF\xBB\xBFlive\n");
+  tailer->Poll();
+  std::sort(recorded.lines.begin(), recorded.lines.end());
+  EXPECT_EQ(recorded.lines, (Lines{"in the file found rotated", "last of b", "live"}));
+}
+
+// Issue #10, 6: when a file is finished, the bytes after its last newline are its last line;
+// while it may still grow, they wait for their newline.
+TEST_F(TailerTest, LastLineWithoutNewlineCountsWhenTheFileIsFinished) {
+  Append("a.log", "1\n2 without newline");
+  Append("b.log", "3\r\n4 with only a carriage return\r");
+  Append("c.log", std::string(2000, 'x'));  // over the limit, already reported
+  Append("d.log", "5\n");                   // ends with its newline: nothing held
+  auto tailer = MakeTailer();
+  tailer->Poll();
+  std::sort(recorded.lines.begin(), recorded.lines.end());
+  EXPECT_EQ(recorded.lines, (Lines{"1", "3", "5"}));
+  EXPECT_EQ(recorded.too_long, 1);
+  tailer->Finish();  // the end of a one-shot read
+  std::sort(recorded.lines.begin(), recorded.lines.end());
+  EXPECT_EQ(recorded.lines,
+            (Lines{"1", "2 without newline", "3", "4 with only a carriage return", "5"}));
+  EXPECT_EQ(recorded.too_long, 1);
+  tailer->Finish();  // nothing is held any more
+  EXPECT_EQ(recorded.lines.size(), 5u);
+}
+
+TEST_F(TailerTest, LastLineWithoutNewlineOfARotatedFileCountsWhenItIsClosed) {
+  Append("a.log", "1\n2 without newline");
+  auto tailer = MakeTailer();
+  tailer->Poll();
+  EXPECT_EQ(recorded.lines, (Lines{"1"}));
+  fs::rename(Path("a.log"), Path("a.log.1"));
+  Append("a.log", "3 in the new file\n4 live, still waiting");
+  tailer->Poll();  // drained and closed: its writers moved on to the new file
+  tailer->Poll();
+  std::sort(recorded.lines.begin(), recorded.lines.end());
+  EXPECT_EQ(recorded.lines, (Lines{"1", "2 without newline", "3 in the new file"}));
+  // Deleted rather than renamed: finished all the same.
+  Append("a.log", "\n");
+  tailer->Poll();
+  Append("a.log", "5 before the delete");
+  tailer->Poll();
+  fs::remove(Path("a.log"));
+  tailer->Poll();
+  std::sort(recorded.lines.begin(), recorded.lines.end());
+  EXPECT_EQ(recorded.lines, (Lines{"1", "2 without newline", "3 in the new file",
+                                   "4 live, still waiting", "5 before the delete"}));
+}
+
+// Issue #10, 10: a writer without O_APPEND (`uvicorn > access.log`) under copytruncate writes
+// on at its old offset: the file is NULs up to there. The NULs are no line, a position that
+// now reads NUL is a truncation (even once the file has grown past it again), and the lines
+// not read before each copy are read from the copy, once.
+TEST_F(TailerTest, WriterWithoutAppendUnderCopyTruncateLosesAndRepeatsNothing) {
+  OffsetWriter writer(Path("a.log"));
+  auto tailer = MakeTailer(config::StartAt::kBeginning, 100);
+  writer.Write("1\n2\n");
+  for (int i = 0; i < 10; ++i) writer.Write("padding line " + std::to_string(i) + "\n");
+  tailer->Poll();
+  writer.Write("3 unread at the copy\n");
+  CopyTruncate(Path("a.log"), Path("a.log.1"));
+  // At the writer's offset: after a hole of NULs longer than max_line_bytes.
+  writer.Write("4 after the hole\n");
+  writer.Write(std::string(3, 'x') + "\n");
+  tailer->Poll();
+  ASSERT_EQ(recorded.lines.size(), 15u);
+  EXPECT_EQ(Lines(recorded.lines.end() - 3, recorded.lines.end()),
+            (Lines{"3 unread at the copy", "4 after the hole", "xxx"}));
+  EXPECT_EQ(recorded.truncations, 1);
+  EXPECT_EQ(recorded.too_long, 0);
+  // Twice more, each time grown back past the read position before the tailer looks.
+  for (int round = 0; round < 2; ++round) {
+    writer.Write("5 unread at copy " + std::to_string(round) + "\n");
+    CopyTruncate(Path("a.log"), Path("a.log." + std::to_string(round + 2)));
+    writer.Write(std::string(150, 'y') + "\n");  // over the limit on its own: too long
+    for (int i = 0; i < 20; ++i) writer.Write("6 round " + std::to_string(round) + "\n");
+    tailer->Poll();
+    tailer->Poll();
+  }
+  EXPECT_EQ(recorded.truncations, 3);
+  EXPECT_EQ(recorded.too_long, 2);
+  EXPECT_EQ(recorded.lines.size(), 15u + 2 * 21);
+  EXPECT_EQ(std::count(recorded.lines.begin(), recorded.lines.end(), "5 unread at copy 1"), 1);
+  EXPECT_EQ(std::count(recorded.lines.begin(), recorded.lines.end(), "6 round 1"), 20);
+  for (const auto& line : recorded.lines) EXPECT_EQ(line.find('\0'), std::string::npos);
+}
+
+// The first KiB (the fingerprint) can be the same after a truncation (a banner the service
+// writes first): a byte already read that reads otherwise now tells.
+TEST_F(TailerTest, TruncationBehindTheSameFirstBytesIsNoticed) {
+  const std::string banner(1100, '=');
+  Append("a.log", banner + "\nrequest 1\n");
+  auto tailer = MakeTailer(config::StartAt::kBeginning, 2048);
+  tailer->Poll();
+  fs::resize_file(Path("a.log"), 0);
+  Append("a.log", banner + "\nrequest 2, longer than the first\n");
+  tailer->Poll();
+  EXPECT_EQ(recorded.lines,
+            (Lines{banner, "request 1", banner, "request 2, longer than the first"}));
+  EXPECT_EQ(recorded.truncations, 1);
+}
+
+TEST_F(TailerTest, NulBytesAreNoPartOfAnyLine) {
+  Append("a.log", std::string("\0\0\0first\n", 9) + std::string("mid\0\0dle\n", 9) +
+                      std::string(5000, '\0') + "after a long run\n");
+  auto tailer = MakeTailer(config::StartAt::kBeginning, 100);
+  tailer->Poll();
+  EXPECT_EQ(recorded.lines, (Lines{"first", "middle", "after a long run"}));
+  EXPECT_EQ(recorded.too_long, 0);
+  EXPECT_EQ(recorded.truncations, 0);
+}
+
+// Issue #10, 11: `create` rotation with an app that never reopens its log: it writes on to the
+// renamed file, after any pause; that file is read as long as the new one has no data.
+TEST_F(TailerTest, RenamedFileIsFollowedUntilTheNewFileHasData) {
+  const int app = ::open(Path("a.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  ASSERT_GE(app, 0);
+  auto write = [&](const std::string& text) {
+    ASSERT_EQ(::write(app, text.data(), text.size()), ssize_t(text.size()));
+  };
+  auto tailer = MakeTailer();  // rotate_wait 0: every pass finds the old file quiet
+  for (int i = 0; i < 10; ++i) write("before " + std::to_string(i) + "\n");
+  tailer->Poll();
+  fs::rename(Path("a.log"), Path("a.log.1"));
+  Append("a.log", "");  // logrotate's `create`
+  tailer->Poll();
+  for (int pause = 0; pause < 4; ++pause) {
+    for (int i = 0; i < 5; ++i) write("after " + std::to_string(pause * 5 + i) + "\n");
+    tailer->Poll();
+    tailer->Poll();
+  }
+  EXPECT_EQ(recorded.lines.size(), 30u);
+  EXPECT_EQ(recorded.rotations, 1);
+  EXPECT_EQ(recorded.abandoned, 0);
+  // Another writer fills the new file: the old one is closed though the app still has it open
+  // for writing, and that is reported.
+  Append("a.log", "new\n");
+  tailer->Poll();
+  tailer->Poll();
+  EXPECT_EQ(recorded.lines.size(), 31u);
+  EXPECT_EQ(recorded.abandoned, 1);
+  ::close(app);
+}
+
+// Issue #11: when inotify cannot be had, changes are found by polling, and that is reported.
+TEST_F(TailerTest, NoInotifyFallsBackToPollingAndSaysSo) {
+  if (kSanitizersNeedDescriptors) GTEST_SKIP() << "needs descriptors the sanitizers use";
+  Append("a.log", "1\n");
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    struct PollingObserver : TailerObserver {
+      int calls = 0;
+      bool polling = false;
+      void OnPolling(bool value) override {
+        ++calls;
+        polling = value;
+      }
+    } polling;
+    TailerOptions options;
+    options.use_inotify = true;
+    options.rotate_wait = std::chrono::milliseconds(0);
+    options.poll_interval = std::chrono::milliseconds(20);
+    options.observer = &polling;
+    // No descriptor left for inotify_init1.
+    rlimit limit{};
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+    const int lowest_free = ::dup(0);
+    ::close(lowest_free);
+    rlimit none = limit;
+    none.rlim_cur = rlim_t(lowest_free);
+    if (::setrlimit(RLIMIT_NOFILE, &none) != 0) _exit(10);
+    auto tailer = MakeTailer(options, dir + "/*.log");
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+    const int stop = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    std::thread run([&] { tailer->Run(stop, {}); });
+    Append("a.log", "2\n");
+    Append("b.log", "3\n");
+    const bool all = WaitForLines(recorded, 3);
+    const uint64_t one = 1;
+    if (::write(stop, &one, sizeof one) != sizeof one) _exit(11);
+    run.join();
+    _exit(all && LinesOf(recorded).size() == 3 && polling.polling && polling.calls == 1 ? 0 : 1);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+// Issue #11: a failing poll() does not end the tailer: it goes on by polling.
+TEST_F(TailerTest, FailingPollDoesNotStopTheTailer) {
+  if (kSanitizersNeedDescriptors) GTEST_SKIP() << "needs descriptors the sanitizers use";
+  Append("a.log", "1\n");
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    struct PollingObserver : TailerObserver {
+      bool polling = false;
+      void OnPolling(bool value) override { polling = value; }
+    } polling;
+    TailerOptions options;
+    options.use_inotify = true;
+    options.rotate_wait = std::chrono::milliseconds(0);
+    options.poll_interval = std::chrono::milliseconds(20);
+    options.observer = &polling;
+    auto tailer = MakeTailer(options, dir + "/*.log");
+    tailer->Poll();
+    const int stop = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    // poll() on two descriptors fails (EINVAL) while only one may be open.
+    rlimit limit{};
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+    rlimit one_fd = limit;
+    one_fd.rlim_cur = 1;
+    const int app = ::open(Path("a.log").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (::setrlimit(RLIMIT_NOFILE, &one_fd) != 0) _exit(10);
+    std::thread run([&] { tailer->Run(stop, {}); });
+    if (::write(app, "2\n", 2) != 2) _exit(12);  // the file is open already: read by polling
+    const bool all = WaitForLines(recorded, 2);
+    const uint64_t one = 1;
+    if (::write(stop, &one, sizeof one) != sizeof one) _exit(11);
+    run.join();
+    _exit(all && LinesOf(recorded) == Lines{"1", "2"} && polling.polling ? 0 : 1);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+// Issue #10, 8: a deploy moves the app's folder away (or deletes it) and creates it again: the
+// new log is found through inotify at once, not at the next periodic rescan (an hour here).
+TEST_F(TailerTest, RecreatedFolderIsFoundWithoutWaitingForARescan) {
+  fs::create_directories(Path("srv/app/logs"));
+  Append("srv/app/logs/access.log", "1\n");
+  TailerOptions options;
+  options.rotate_wait = std::chrono::milliseconds(0);
+  options.rescan_interval = std::chrono::hours(1);
+  options.poll_interval = std::chrono::hours(1);
+  options.batch_delay = std::chrono::milliseconds(10);
+  auto tailer = MakeTailer(options, dir + "/srv/app/logs/*.log");
+  const int stop = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  std::thread run([&] { tailer->Run(stop, {}); });
+  ASSERT_TRUE(WaitForLines(recorded, 1));
+  // The folder of the logs' folder moved, as `mv app app.previous` in a deploy.
+  fs::rename(Path("srv/app"), Path("srv/app.previous"));
+  fs::create_directories(Path("srv/app/logs"));
+  Append("srv/app/logs/access.log", "2\n");
+  EXPECT_TRUE(WaitForLines(recorded, 2));
+  // The logs' folder itself moved.
+  fs::rename(Path("srv/app/logs"), Path("srv/app/logs.old"));
+  fs::create_directories(Path("srv/app/logs"));
+  Append("srv/app/logs/access.log", "3\n");
+  EXPECT_TRUE(WaitForLines(recorded, 3));
+  // Deleted, then created again one level at a time.
+  fs::remove_all(Path("srv/app"));
+  fs::create_directory(Path("srv/app"));
+  fs::create_directory(Path("srv/app/logs"));
+  Append("srv/app/logs/access.log", "4\n");
+  EXPECT_TRUE(WaitForLines(recorded, 4));
+  // Two levels up.
+  fs::rename(Path("srv"), Path("srv.old"));
+  fs::create_directories(Path("srv/app/logs"));
+  Append("srv/app/logs/access.log", "5\n");
+  EXPECT_TRUE(WaitForLines(recorded, 5));
+  const uint64_t one = 1;
+  ASSERT_EQ(::write(stop, &one, sizeof one), ssize_t(sizeof one));
+  run.join();
+  ::close(stop);
+  EXPECT_EQ(LinesOf(recorded), (Lines{"1", "2", "3", "4", "5"}));
 }
 
 }  // namespace
