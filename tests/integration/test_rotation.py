@@ -32,6 +32,22 @@ def cri_line(i, status=200):
     return "2026-11-11T12:45:18.240393806Z stdout F " + uvicorn_line(i, status)
 
 
+class RedirectWriter:
+    """Numbered JSON lines written the way `uvicorn ... > access.log` writes: the file opened
+    without O_APPEND, so after a copytruncate the writer goes on at its old offset."""
+
+    def __init__(self, path):
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.written = 0
+
+    def write(self, count):
+        os.write(self.fd, "".join(json_line(self.written + i) for i in range(count)).encode())
+        self.written += count
+
+    def close(self):
+        os.close(self.fd)
+
+
 def test_oneshot_byte_order_mark_and_last_line_without_newline_in_every_format(tmp_path):
     """Each file starts with a BOM and ends without a newline: every request is counted."""
     logs = tmp_path / "logs"
@@ -148,33 +164,27 @@ def test_redirect_writer_under_logrotate_copytruncate(tmp_path):
     rotate_config = tmp_path / "logrotate.conf"
     rotate_config.write_text(f"{log} {{\n  copytruncate\n  rotate 10\n  missingok\n}}\n")
     os.chmod(rotate_config, 0o644)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # what `>` does
-    written = 0
-
-    def write(count):
-        nonlocal written
-        os.write(fd, "".join(json_line(written + i) for i in range(count)).encode())
-        written += count
+    writer = RedirectWriter(log)  # what `>` does
 
     try:
         with Exporter(tmp_path, config(tmp_path, f"{log}")) as exporter:
-            write(500)
-            wait_until(lambda: requests_total(exporter) == written, what="first lines")
+            writer.write(500)
+            wait_until(lambda: requests_total(exporter) == writer.written, what="first lines")
             for _ in range(4):
-                write(100)  # very likely still unread when logrotate copies
+                writer.write(100)  # very likely still unread when logrotate copies
                 subprocess.run(["logrotate", "-f", "-s", str(tmp_path / "logrotate.state"),
                                 str(rotate_config)], check=True, timeout=60)
                 assert os.path.getsize(log) == 0
-                write(2000)  # past the old read position at once
-                wait_until(lambda: requests_total(exporter) == written, timeout=30,
-                           what=f"{written} lines counted")
+                writer.write(2000)  # past the old read position at once
+                wait_until(lambda: requests_total(exporter) == writer.written, timeout=30,
+                           what=f"{writer.written} lines counted")
             time.sleep(1.5)
-            assert requests_total(exporter) == written == 500 + 4 * 2100
+            assert requests_total(exporter) == writer.written == 500 + 4 * 2100
             assert self_metric(exporter, "fastapi_exporter_log_truncations_total") == 4
             assert self_metric(exporter, "fastapi_exporter_log_parse_errors_total") == 0
             assert self_metric(exporter, "fastapi_exporter_log_bytes_unread") == 0
     finally:
-        os.close(fd)
+        writer.close()
     with open(log, "rb") as f:
         assert f.read(1) == b"\0"  # the shape this test is about
 
@@ -263,24 +273,18 @@ def test_create_rotation_with_an_app_that_never_reopens_its_log(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
     log = logs / "access.log"
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    written = 0
-
-    def write(count):
-        nonlocal written
-        os.write(fd, "".join(json_line(written + i) for i in range(count)).encode())
-        written += count
+    writer = RedirectWriter(log)  # what `>` does
 
     try:
         with Exporter(tmp_path, config(tmp_path, f"{log}")) as exporter:
-            write(10)
+            writer.write(10)
             wait_until(lambda: requests_total(exporter) == 10, what="first 10")
             os.rename(log, logs / "access.log.1")  # logrotate's create
             open(log, "w").close()
-            write(10)
+            writer.write(10)
             wait_until(lambda: requests_total(exporter) == 20, what="20 counted")
             time.sleep(12)  # quieter than the rotate wait, and past a periodic rescan
-            write(10)
+            writer.write(10)
             wait_until(lambda: requests_total(exporter) == 30, timeout=30, what="30 counted")
             assert self_metric(exporter, "fastapi_exporter_log_files_abandoned_total") == 0
             # Another writer fills the new file: the writers moved on, as far as the exporter
@@ -292,5 +296,5 @@ def test_create_rotation_with_an_app_that_never_reopens_its_log(tmp_path):
                        timeout=30, what="the abandoned file reported")
             assert requests_total(exporter) == 31
     finally:
-        os.close(fd)
+        writer.close()
     assert "open for writing" in exporter.log_path.read_text()

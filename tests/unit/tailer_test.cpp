@@ -665,27 +665,25 @@ TEST_F(TailerTest, RecreatedFolderIsFoundWithoutWaitingForARescan) {
   const int stop = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   std::thread run([&] { tailer->Run(stop, {}); });
   ASSERT_TRUE(WaitForLines(recorded, 1));
+  // Creates the logs' folder where it is missing, writes line n and waits for it.
+  auto write_line = [&](int n) {
+    fs::create_directories(Path("srv/app/logs"));
+    Append("srv/app/logs/access.log", std::to_string(n) + "\n");
+    EXPECT_TRUE(WaitForLines(recorded, std::size_t(n))) << "line " << n;
+  };
   // The folder of the logs' folder moved, as `mv app app.previous` in a deploy.
   fs::rename(Path("srv/app"), Path("srv/app.previous"));
-  fs::create_directories(Path("srv/app/logs"));
-  Append("srv/app/logs/access.log", "2\n");
-  EXPECT_TRUE(WaitForLines(recorded, 2));
+  write_line(2);
   // The logs' folder itself moved.
   fs::rename(Path("srv/app/logs"), Path("srv/app/logs.old"));
-  fs::create_directories(Path("srv/app/logs"));
-  Append("srv/app/logs/access.log", "3\n");
-  EXPECT_TRUE(WaitForLines(recorded, 3));
+  write_line(3);
   // Deleted, then created again one level at a time.
   fs::remove_all(Path("srv/app"));
   fs::create_directory(Path("srv/app"));
-  fs::create_directory(Path("srv/app/logs"));
-  Append("srv/app/logs/access.log", "4\n");
-  EXPECT_TRUE(WaitForLines(recorded, 4));
+  write_line(4);
   // Two levels up.
   fs::rename(Path("srv"), Path("srv.old"));
-  fs::create_directories(Path("srv/app/logs"));
-  Append("srv/app/logs/access.log", "5\n");
-  EXPECT_TRUE(WaitForLines(recorded, 5));
+  write_line(5);
   const uint64_t one = 1;
   ASSERT_EQ(::write(stop, &one, sizeof one), ssize_t(sizeof one));
   run.join();
