@@ -32,6 +32,14 @@ def cri_line(i, status=200):
     return "2026-11-11T12:45:18.240393806Z stdout F " + uvicorn_line(i, status)
 
 
+def copytruncate_config(tmp_path, log):
+    """A logrotate config that rotates `log` by copytruncate."""
+    config = tmp_path / "logrotate.conf"
+    config.write_text(f"{log} {{\n  copytruncate\n  rotate 10\n  missingok\n}}\n")
+    os.chmod(config, 0o644)  # logrotate refuses a config others can write
+    return config
+
+
 class RedirectWriter:
     """Numbered JSON lines written the way `uvicorn ... > access.log` writes: the file opened
     without O_APPEND, so after a copytruncate the writer goes on at its old offset."""
@@ -161,9 +169,7 @@ def test_redirect_writer_under_logrotate_copytruncate(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
     log = logs / "access.log"
-    rotate_config = tmp_path / "logrotate.conf"
-    rotate_config.write_text(f"{log} {{\n  copytruncate\n  rotate 10\n  missingok\n}}\n")
-    os.chmod(rotate_config, 0o644)
+    rotate_config = copytruncate_config(tmp_path, log)
     writer = RedirectWriter(log)  # what `>` does
 
     try:
@@ -208,9 +214,7 @@ def test_redirect_writer_under_concurrent_logrotate_copytruncate(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
     log = logs / "access.log"
-    rotate_config = tmp_path / "logrotate.conf"
-    rotate_config.write_text(f"{log} {{\n  copytruncate\n  rotate 10\n  missingok\n}}\n")
-    os.chmod(rotate_config, 0o644)
+    rotate_config = copytruncate_config(tmp_path, log)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     stop = threading.Event()
     written = 0

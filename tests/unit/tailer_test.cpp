@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -565,26 +566,54 @@ TEST_F(TailerTest, RenamedFileIsFollowedUntilTheNewFileHasData) {
   ::close(app);
 }
 
+// What the tailer says about polling.
+struct PollingObserver : TailerObserver {
+  int calls = 0;
+  bool polling = false;
+  void OnPolling(bool value) override {
+    ++calls;
+    polling = value;
+  }
+};
+
+// Runs `body` in a child process, since it changes process-wide limits, and expects true.
+void ExpectTrueInChild(const std::function<bool()>& body) {
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(body() ? 0 : 1);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TailerOptions PollingOptions(PollingObserver& observer) {
+  TailerOptions options;
+  options.use_inotify = true;
+  options.rotate_wait = std::chrono::milliseconds(0);
+  options.poll_interval = std::chrono::milliseconds(20);
+  options.observer = &observer;
+  return options;
+}
+
+// Ends a tailer's Run on `thread` through its stop descriptor. False if it cannot be told
+// to stop (the child process then exits with the thread still running).
+bool StopRun(int stop, std::thread& thread) {
+  const uint64_t one = 1;
+  if (::write(stop, &one, sizeof one) != sizeof one) {
+    thread.detach();
+    return false;
+  }
+  thread.join();
+  return true;
+}
+
 // Issue #11: when inotify cannot be had, changes are found by polling, and that is reported.
 TEST_F(TailerTest, NoInotifyFallsBackToPollingAndSaysSo) {
   if (kSanitizersNeedDescriptors) GTEST_SKIP() << "needs descriptors the sanitizers use";
   Append("a.log", "1\n");
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    struct PollingObserver : TailerObserver {
-      int calls = 0;
-      bool polling = false;
-      void OnPolling(bool value) override {
-        ++calls;
-        polling = value;
-      }
-    } polling;
-    TailerOptions options;
-    options.use_inotify = true;
-    options.rotate_wait = std::chrono::milliseconds(0);
-    options.poll_interval = std::chrono::milliseconds(20);
-    options.observer = &polling;
+  ExpectTrueInChild([&] {
+    PollingObserver polling;
     // No descriptor left for inotify_init1.
     rlimit limit{};
     ::getrlimit(RLIMIT_NOFILE, &limit);
@@ -592,42 +621,26 @@ TEST_F(TailerTest, NoInotifyFallsBackToPollingAndSaysSo) {
     ::close(lowest_free);
     rlimit none = limit;
     none.rlim_cur = rlim_t(lowest_free);
-    if (::setrlimit(RLIMIT_NOFILE, &none) != 0) _exit(10);
-    auto tailer = MakeTailer(options, dir + "/*.log");
+    if (::setrlimit(RLIMIT_NOFILE, &none) != 0) return false;
+    auto tailer = MakeTailer(PollingOptions(polling), dir + "/*.log");
     ::setrlimit(RLIMIT_NOFILE, &limit);
     const int stop = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     std::thread run([&] { tailer->Run(stop, {}); });
     Append("a.log", "2\n");
     Append("b.log", "3\n");
     const bool all = WaitForLines(recorded, 3);
-    const uint64_t one = 1;
-    if (::write(stop, &one, sizeof one) != sizeof one) _exit(11);
-    run.join();
-    _exit(all && LinesOf(recorded).size() == 3 && polling.polling && polling.calls == 1 ? 0 : 1);
-  }
-  int status = 0;
-  waitpid(child, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+    return StopRun(stop, run) && all && LinesOf(recorded).size() == 3 && polling.polling &&
+           polling.calls == 1;
+  });
 }
 
 // Issue #11: a failing poll() does not end the tailer: it goes on by polling.
 TEST_F(TailerTest, FailingPollDoesNotStopTheTailer) {
   if (kSanitizersNeedDescriptors) GTEST_SKIP() << "needs descriptors the sanitizers use";
   Append("a.log", "1\n");
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    struct PollingObserver : TailerObserver {
-      bool polling = false;
-      void OnPolling(bool value) override { polling = value; }
-    } polling;
-    TailerOptions options;
-    options.use_inotify = true;
-    options.rotate_wait = std::chrono::milliseconds(0);
-    options.poll_interval = std::chrono::milliseconds(20);
-    options.observer = &polling;
-    auto tailer = MakeTailer(options, dir + "/*.log");
+  ExpectTrueInChild([&] {
+    PollingObserver polling;
+    auto tailer = MakeTailer(PollingOptions(polling), dir + "/*.log");
     tailer->Poll();
     const int stop = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     // poll() on two descriptors fails (EINVAL) while only one may be open.
@@ -636,19 +649,14 @@ TEST_F(TailerTest, FailingPollDoesNotStopTheTailer) {
     rlimit one_fd = limit;
     one_fd.rlim_cur = 1;
     const int app = ::open(Path("a.log").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (::setrlimit(RLIMIT_NOFILE, &one_fd) != 0) _exit(10);
+    if (::setrlimit(RLIMIT_NOFILE, &one_fd) != 0) return false;
     std::thread run([&] { tailer->Run(stop, {}); });
-    if (::write(app, "2\n", 2) != 2) _exit(12);  // the file is open already: read by polling
+    // The file is open already: read by polling.
+    const bool appended = ::write(app, "2\n", 2) == 2;
     const bool all = WaitForLines(recorded, 2);
-    const uint64_t one = 1;
-    if (::write(stop, &one, sizeof one) != sizeof one) _exit(11);
-    run.join();
-    _exit(all && LinesOf(recorded) == Lines{"1", "2"} && polling.polling ? 0 : 1);
-  }
-  int status = 0;
-  waitpid(child, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+    return StopRun(stop, run) && appended && all && LinesOf(recorded) == Lines{"1", "2"} &&
+           polling.polling;
+  });
 }
 
 // Issue #10, 8: a deploy moves the app's folder away (or deletes it) and creates it again: the
