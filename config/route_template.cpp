@@ -74,8 +74,8 @@ std::optional<RouteTemplate> ParseRouteTemplate(const std::string& text, std::st
     const bool opens = segment.find('{') != std::string::npos;
     const bool closes = segment.find('}') != std::string::npos;
     if (opens != closes) {
-        return fail(opens ? "'" + segment + "' has no closing '}'"
-                          : "'" + segment + "' has a '}' with no opening '{'");
+      return fail(opens ? "'" + segment + "' has no closing '}'"
+                        : "'" + segment + "' has a '}' with no opening '{'");
     }
     if (opens || closes) {
       if (segment.size() < 3 || segment.front() != '{' || segment.back() != '}' ||

@@ -216,8 +216,9 @@ inline std::optional<YAML::Node> ParseYaml(const std::string& text,
             std::string_view(text).substr(start, text.find('\n', start) - start);
         const std::size_t open = line.find('[');
         if (open != std::string_view::npos && line.find("/{", open) != std::string_view::npos) {
-          error.message += "; route templates hold braces, so quote each one in a [...] list, "
-                           "as in ['/api/users/{user_id}']";
+          error.message +=
+              "; route templates hold braces, so quote each one in a [...] list, "
+              "as in ['/api/users/{user_id}']";
         }
       }
     }

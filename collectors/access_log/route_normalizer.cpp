@@ -128,8 +128,8 @@ bool RouteNormalizer::Clean(std::string_view target) {
     if (c < 0x20 || c == 0x7f) return false;
     if (c == '%' && i + 2 < target.size() && HexDigitValue(target[i + 1]) >= 0 &&
         HexDigitValue(target[i + 2]) >= 0) {
-      const unsigned char decoded =
-          static_cast<unsigned char>(HexDigitValue(target[i + 1]) * 16 + HexDigitValue(target[i + 2]));
+      const unsigned char decoded = static_cast<unsigned char>(HexDigitValue(target[i + 1]) * 16 +
+                                                               HexDigitValue(target[i + 2]));
       if (IsUnreservedByte(decoded)) {
         decoded_.push_back(char(decoded));
       } else {
