@@ -269,9 +269,14 @@ int HttpServer::HandleLanding(mg_connection* conn, void* self_ptr) {
 
 int HttpServer::HandleHealth(mg_connection* conn, void* self_ptr) {
   auto* self = static_cast<HttpServer*>(self_ptr);
-  const bool healthy = !self->options_.healthy || self->options_.healthy();
-  SendResponse(conn, healthy ? 200 : 503, "text/plain", healthy ? "ok\n" : "unhealthy\n");
-  return healthy ? 200 : 503;
+  const std::string reason =
+      self->options_.unhealthy_reason ? self->options_.unhealthy_reason() : std::string();
+  if (reason.empty()) {
+    SendResponse(conn, 200, "text/plain", "ok\n");
+    return 200;
+  }
+  SendResponse(conn, 503, "text/plain", fmt::format("unhealthy: {}\n", reason));
+  return 503;
 }
 
 bool AcceptsGzip(const char* accept_encoding) {
