@@ -18,7 +18,7 @@ SELF_CONFIG = """
 services:
   - name: exporter
     process:
-      cmdline: '(^|/)fastapi-exporter '
+      pid: self
 """
 
 
