@@ -52,11 +52,11 @@ struct SelfFamilies {
                          .Help("Access-log lines skipped, by reason.")
                          .Register(registry)),
         bytes_read(prometheus::BuildCounter()
-                       .Name("fastapi_exporter_log_bytes_read_total")
+                       .Name("fastapi_exporter_log_read_bytes_total")
                        .Help("Bytes read from access logs.")
                        .Register(registry)),
         bytes_unread(prometheus::BuildGauge()
-                         .Name("fastapi_exporter_log_bytes_unread")
+                         .Name("fastapi_exporter_log_unread_bytes")
                          .Help("Bytes written to the access logs and not read yet.")
                          .Register(registry)),
         files(prometheus::BuildGauge()
