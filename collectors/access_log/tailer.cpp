@@ -861,14 +861,12 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
       }
     }
     bool structural = false;
-    if (ready > 0 && inotify_fd_ >= 0 && (fds[1].revents & POLLIN)) {
-      // Let a burst of small writes gather: one pass for many writes costs far less CPU than
-      // a pass per write, and a few tens of milliseconds do not matter to a 15 s scrape.
-      pollfd stop = {stop_fd, POLLIN, 0};
-      if (!backlog_ && ::poll(&stop, 1, int(options_.batch_delay.count())) > 0 &&
-          StopRequested(stop)) {
-        break;
-      }
+    bool relevant = ready <= 0 || backlog_;  // a timeout, a failed wait or more to read
+    // Reads every queued event: which ones change the set of files, and whether any is about
+    // the files or folders followed at all. Watching the folders above the logs (/tmp, /var)
+    // brings events about their other entries, such as a compiler's temporary files: those
+    // cost this read and nothing more, no pass over the files.
+    auto drain = [&] {
       for (;;) {
         const ssize_t n = ::read(inotify_fd_, events, sizeof events);
         if (n <= 0) break;
@@ -876,7 +874,9 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
           const auto* event = reinterpret_cast<const inotify_event*>(p);
           if (Matters(event->wd, event->mask,
                       event->len > 0 ? std::string_view(event->name, event->len) : "")) {
-            structural = true;
+            structural = relevant = true;
+          } else if (file_watch_users_.contains(event->wd)) {
+            relevant = true;  // a followed file was written
           }
           if (event->mask & IN_IGNORED) {
             std::erase_if(watches_,
@@ -887,10 +887,23 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
           p += sizeof(inotify_event) + event->len;
         }
       }
+    };
+    if (ready > 0 && inotify_fd_ >= 0 && (fds[1].revents & POLLIN)) {
+      drain();
+      // Let a burst of small writes gather: one pass for many writes costs far less CPU than
+      // a pass per write, and a few tens of milliseconds do not matter to a 15 s scrape.
+      pollfd stop = {stop_fd, POLLIN, 0};
+      if (relevant && !backlog_ && ::poll(&stop, 1, int(options_.batch_delay.count())) > 0 &&
+          StopRequested(stop)) {
+        break;
+      }
+      if (relevant && inotify_fd_ >= 0) drain();
     }
     const bool due = Clock::now() - last_rescan >= interval;
-    Poll(structural || due);
-    if (structural || due) last_rescan = Clock::now();
+    if (relevant || due) {
+      Poll(structural || due);
+      if (structural || due) last_rescan = Clock::now();
+    }
     if (after_pass) after_pass();
   }
 }
