@@ -316,6 +316,9 @@ void Tailer::UnwatchFile(int watch) {
   }
 }
 
+int FindTruncatedCopy(const std::string& path, uint64_t fingerprint, uint32_t fingerprint_bytes,
+                      uint64_t read_offset, uint64_t own_inode, Identity& copy_identity);
+
 void Tailer::OpenFile(Source& source, const std::string& path, const struct stat& st,
                       bool first_scan) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -347,7 +350,11 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
     const uint64_t fingerprint = FingerprintFile(fd, bytes);
     const bool same =
         bytes == restored->second.fingerprint_bytes && fingerprint == restored->second.fingerprint;
-    if (same && restored->second.offset <= uint64_t(st.st_size)) start = restored->second.offset;
+    if (same && restored->second.offset <= uint64_t(st.st_size)) {
+      start = restored->second.offset;
+    } else {
+      RecoverTruncatedWhileStopped(source, *file, restored->second);
+    }
     source.restored.erase(restored);
   } else if (first_scan && !source.known_paths.contains(path) &&
              source.config.start_at == config::StartAt::kEnd) {
@@ -370,6 +377,43 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
   if (!ec) WatchFolder(target.parent_path().string());
   file->watch = WatchFile(path);
   source.files.push_back(std::move(file));
+}
+
+void Tailer::RecoverTruncatedWhileStopped(Source& source, File& file, const FilePosition& saved) {
+  // The file of the last run, truncated while the daemon was stopped: copytruncate's copy
+  // (same first bytes, at least as long as what was read) holds what was written between the
+  // saved position and the copy. Read that, and only that, as a running tailer would have;
+  // the copy is then done with, so the sibling scan does not read it again from its start.
+  Identity copy_identity;
+  int copy = FindTruncatedCopy(file.path, saved.fingerprint, saved.fingerprint_bytes, saved.offset,
+                               file.identity.inode, copy_identity);
+  if (copy < 0) return;
+  spdlog::debug("{} was truncated while stopped; reading its copy (inode {}) from offset {}",
+                file.path, copy_identity.inode, saved.offset);
+  source.finished.insert(copy_identity);
+  const uint64_t fingerprint = file.fingerprint;
+  const uint32_t fingerprint_bytes = file.fingerprint_bytes;
+  const uint64_t data_start = file.data_start;
+  std::swap(file.fd, copy);
+  file.fingerprint_bytes = saved.fingerprint_bytes;
+  file.fingerprint = FingerprintFile(file.fd, file.fingerprint_bytes, &file.data_start);
+  file.read_offset = file.committed = saved.offset;  // a line boundary: bytes fully handled
+  file.has_last_byte =
+      saved.offset > 0 && ::pread(file.fd, &file.last_byte, 1, off_t(saved.offset - 1)) == 1;
+  // A read stops after max_bytes_per_poll: go on to the copy's end.
+  while (ReadFile(source, file) > 0) {
+  }
+  FinishFile(file);  // the copy's last line, if it has no newline, is complete
+  std::swap(file.fd, copy);
+  ::close(copy);
+  file.fingerprint = fingerprint;
+  file.fingerprint_bytes = fingerprint_bytes;
+  file.data_start = data_start;
+  file.read_offset = file.committed = 0;
+  file.has_last_byte = false;
+  file.partial.clear();
+  file.skipping = false;
+  file.sink = source.config.make_sink();
 }
 
 void Tailer::RecoverRotatedAway(Source& source) {
