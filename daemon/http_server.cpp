@@ -89,6 +89,15 @@ std::string ListeningPorts(const config::ListenAddress& address, std::string& er
   getnameinfo(found->ai_addr, found->ai_addrlen, host, sizeof host, nullptr, 0, NI_NUMERICHOST);
   const bool ipv6 = found->ai_family == AF_INET6;
   freeaddrinfo(found);
+  if (ipv6 && !mg_check_feature(MG_FEATURES_IPV6)) {
+    // Debian's libcivetweb1 is built without IPv6: say so rather than civetweb's "invalid
+    // port spec".
+    error = fmt::format(
+        "cannot listen on [{}]:{}: this build's HTTP library (civetweb) has no IPv6 support; "
+        "listen on an IPv4 address or on every interface (\":{}\")",
+        host, port, port);
+    return {};
+  }
   return ipv6 ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
 }
 

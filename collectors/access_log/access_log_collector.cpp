@@ -112,6 +112,13 @@ struct SelfFamilies {
                            .Help("1 while the thread that reads the access logs runs.")
                            .Register(registry)
                            .Add({})),
+        positions_save_errors(
+            prometheus::BuildCounter()
+                .Name("fastapi_exporter_log_positions_save_errors_total")
+                .Help("Failed writes of the positions file (and a start where it cannot be "
+                      "written): after a restart, logs are read from start_at again.")
+                .Register(registry)
+                .Add({})),
         overflow(prometheus::BuildCounter()
                      .Name("fastapi_exporter_paths_overflow_total")
                      .Help("Requests counted under path=\"__other__\" because the service "
@@ -135,6 +142,7 @@ struct SelfFamilies {
   Family<Counter>& abandoned;
   Gauge& tailer_polling;
   Gauge& tailer_running;
+  Counter& positions_save_errors;
   Family<Counter>& overflow;
 };
 
@@ -335,7 +343,7 @@ class SourceState final : public SourceObserver {
   }
   void OnOpenError(const std::string& path, const std::string& error) override {
     open_errors_->Increment();
-    spdlog::warn("cannot open access log {}: {}", path, error);
+    spdlog::warn("service {}: cannot open access log {}: {}", service_.name, path, error);
   }
   void OnAbandoned(const std::string& /*path*/) override { abandoned_->Increment(); }
   void OnNoFile(const std::string& glob, const std::string& reason) override {
@@ -501,6 +509,17 @@ struct AccessLogCollector::Impl {
   // tailers take over the positions of the one they replace.
   void LoadPositionsOnce() {
     if (positions_loaded || sources.empty()) return;
+    // Said at start, not at the first save minutes later: without saved positions a restart
+    // reads every log from start_at again, losing or repeating lines.
+    std::string unwritable;
+    if (options.save_positions && !PositionsWritable(positions_file, unwritable)) {
+      self.positions_save_errors.Increment();
+      spdlog::error(
+          "{}: positions cannot be saved, so after a restart every access log is read "
+          "from start_at again (lines lost or counted twice); fix the folder's "
+          "permissions or set positions_file",
+          unwritable);
+    }
     std::string warning;
     const Positions positions = LoadPositions(positions_file, warning);
     if (!warning.empty()) spdlog::warn("{}", warning);
@@ -541,7 +560,7 @@ struct AccessLogCollector::Impl {
       self.tailer_running.Set(0);
       thread_alive = false;
       // Every line read has been handed over: the positions are exactly what was counted.
-      if (options.save_positions) SavePositions();
+      if (options.save_positions) SavePositions(/*final_save=*/true);
     });
   }
 
@@ -555,13 +574,18 @@ struct AccessLogCollector::Impl {
     stop_fd = -1;
   }
 
-  void SavePositions() {
+  void SavePositions(bool final_save = false) {
     Positions positions = tailer->Snapshot();
     // Unchanged positions are not written again: an idle exporter does no disk I/O.
     if (last_saved && positions.files == last_saved->files) return;
     std::string error;
     if (!access_log::SavePositions(positions_file, positions, error)) {
-      if (!save_failed) spdlog::error("{} (will keep trying)", error);
+      self.positions_save_errors.Increment();
+      if (!save_failed || final_save) {
+        spdlog::error("{}{}", error,
+                      final_save ? "; positions not saved, the next start reads from start_at"
+                                 : " (will keep trying)");
+      }
       save_failed = true;
     } else {
       save_failed = false;

@@ -48,6 +48,21 @@ std::string ReadBytes(const YAML::Node& item, const std::string& key) {
 
 }  // namespace
 
+bool PositionsWritable(const std::string& path, std::string& error) {
+  const std::filesystem::path target(path);
+  std::error_code ec;
+  if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path(), ec);
+  const std::string temp = path + ".tmp";
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    error = "cannot write " + temp + ": " + std::strerror(errno);
+    return false;
+  }
+  ::close(fd);
+  ::unlink(temp.c_str());
+  return true;
+}
+
 bool SavePositions(const std::string& path, const Positions& positions, std::string& error) {
   YAML::Emitter out;
   out << YAML::BeginMap << YAML::Key << "version" << YAML::Value << 1;

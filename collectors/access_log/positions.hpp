@@ -30,4 +30,8 @@ bool SavePositions(const std::string& path, const Positions& positions, std::str
 // A missing file is an empty result; an unreadable or corrupt one too, with `warning` set.
 Positions LoadPositions(const std::string& path, std::string& warning);
 
+// Whether SavePositions can write there (its folder created, a temporary file created and
+// removed), without touching the positions file itself; false with the reason otherwise.
+bool PositionsWritable(const std::string& path, std::string& error);
+
 }  // namespace fastapi_exporter::access_log

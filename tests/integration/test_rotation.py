@@ -347,3 +347,24 @@ def test_logrotate_copytruncate_while_the_exporter_is_stopped(tmp_path):
         time.sleep(1.0)
         assert requests_total(exporter) == 14
     assert os.path.exists(f"{log}.2.gz")
+
+
+def test_positions_that_cannot_be_saved_are_said_at_start(tmp_path):
+    """A positions_file where it cannot be written (here under a regular file, which stops
+    root too) is an error in the log at start, not at the first save minutes later, and
+    counts in fastapi_exporter_log_positions_save_errors_total; lines are still counted."""
+    log = tmp_path / "access.log"
+    log.touch()
+    (tmp_path / "not-a-folder").write_text("")
+    body = config(tmp_path, f"{log}").replace(f"{tmp_path}/state/positions.yaml",
+                                              f"{tmp_path}/not-a-folder/positions.yaml")
+    with Exporter(tmp_path, body) as exporter:
+        assert self_metric(exporter, "fastapi_exporter_log_positions_save_errors_total") == 1
+        with open(log, "a") as f:
+            f.write(json_line(1))
+        wait_until(lambda: requests_total(exporter) == 1, what="the line counted")
+    text = exporter.log_path.read_text()
+    assert (f"cannot write {tmp_path}/not-a-folder/positions.yaml.tmp: Not a directory: "
+            "positions cannot be saved, so after a restart every access log is read from "
+            "start_at again") in text
+    assert "positions not saved, the next start reads from start_at" in text

@@ -1,6 +1,7 @@
 #include "daemon/http_server.hpp"
 
 #include <arpa/inet.h>
+#include <civetweb.h>
 #include <dlfcn.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -101,6 +102,25 @@ TEST(HttpServer, HealthzAnswers503WithTheReason) {
   EXPECT_THAT(unhealthy, HasSubstr(" 503 Service Unavailable\r\n"));
   EXPECT_THAT(unhealthy, HasSubstr("unhealthy: the access-log reader stopped: test\n"));
   server.Stop();
+}
+
+// Debian's libcivetweb1 has no IPv6: an IPv6 address is refused with that reason, not
+// civetweb's "invalid port spec"; a build with IPv6 listens.
+TEST(HttpServer, Ipv6WithoutLibrarySupportIsAClearError) {
+  HttpServerOptions options;
+  options.listen_address = {"::1", FreePort()};
+  options.render_metrics = [](bool) { return MetricsBody{}; };
+  HttpServer server(options);
+  std::string error;
+  if (mg_check_feature(MG_FEATURES_IPV6)) {
+    EXPECT_TRUE(server.Start(error)) << error;
+  } else {
+    EXPECT_FALSE(server.Start(error));
+    EXPECT_EQ(error, "cannot listen on [::1]:" + std::to_string(options.listen_address.port) +
+                         ": this build's HTTP library (civetweb) has no IPv6 support; listen "
+                         "on an IPv4 address or on every interface (\":" +
+                         std::to_string(options.listen_address.port) + "\")");
+  }
 }
 
 TEST(HttpServer, UnresolvableHostIsAClearError) {
