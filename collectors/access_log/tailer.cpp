@@ -796,20 +796,31 @@ bool Tailer::AllFoldersWatched() const {
   return true;
 }
 
-void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
+void Tailer::Run(int stop_fd, const std::function<void()>& after_pass,
+                 const std::vector<PolledInput*>& inputs) {
   Poll(true);
+  bool input_backlog = false;
+  for (PolledInput* input : inputs) input_backlog |= input->Read();
   if (after_pass) after_pass();
   auto last_rescan = Clock::now();
   alignas(inotify_event) char events[16 * 1024];
   bool poll_failed = false;
+  std::vector<pollfd> fds;
   for (;;) {
     // With every folder watched, inotify reports what matters and the periodic rescan is only
     // a safety net; otherwise (no inotify, a folder that does not exist yet) poll.
     const auto interval =
         AllFoldersWatched() && !watch_failed_ ? options_.rescan_interval : options_.poll_interval;
-    const int timeout_ms = backlog_ ? 0 : int(interval.count());
-    pollfd fds[2] = {{stop_fd, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
-    const int ready = ::poll(fds, inotify_fd_ >= 0 ? 2 : 1, timeout_ms);
+    int timeout_ms = backlog_ || input_backlog ? 0 : int(interval.count());
+    // The stop request first, then inotify (always present: -1 is ignored by poll), then
+    // the inputs.
+    fds.assign({{stop_fd, POLLIN, 0}, {inotify_fd_, POLLIN, 0}});
+    for (PolledInput* input : inputs) {
+      fds.push_back({input->WaitFd(), POLLIN, 0});
+      const int input_timeout = input->WaitTimeoutMs();
+      if (input_timeout >= 0 && input_timeout < timeout_ms) timeout_ms = input_timeout;
+    }
+    const int ready = ::poll(fds.data(), fds.size(), timeout_ms);
     if (ready < 0 && errno != EINTR) {
       // Waiting failed: the files must still be read. Without inotify, and if even that
       // fails, by sleeping between passes and checking for the stop request directly.
@@ -840,11 +851,17 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
     }
     if (ready > 0 && (fds[0].revents & POLLIN)) break;
     bool structural = false;
-    if (ready > 0 && inotify_fd_ >= 0 && (fds[1].revents & POLLIN)) {
+    bool input_woke = false;
+    for (std::size_t i = 2; ready > 0 && i < fds.size(); ++i) input_woke |= fds[i].revents != 0;
+    if (ready > 0 && ((inotify_fd_ >= 0 && (fds[1].revents & POLLIN)) || input_woke)) {
       // Let a burst of small writes gather: one pass for many writes costs far less CPU than
       // a pass per write, and a few tens of milliseconds do not matter to a 15 s scrape.
       pollfd stop = {stop_fd, POLLIN, 0};
-      if (!backlog_ && ::poll(&stop, 1, int(options_.batch_delay.count())) > 0) break;
+      if (!backlog_ && !input_backlog && ::poll(&stop, 1, int(options_.batch_delay.count())) > 0) {
+        break;
+      }
+    }
+    if (ready > 0 && inotify_fd_ >= 0 && (fds[1].revents & POLLIN)) {
       for (;;) {
         const ssize_t n = ::read(inotify_fd_, events, sizeof events);
         if (n <= 0) break;
@@ -867,6 +884,8 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
     const bool due = Clock::now() - last_rescan >= interval;
     Poll(structural || due);
     if (structural || due) last_rescan = Clock::now();
+    input_backlog = false;
+    for (PolledInput* input : inputs) input_backlog |= input->Read();
     if (after_pass) after_pass();
   }
 }
