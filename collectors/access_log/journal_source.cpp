@@ -141,7 +141,9 @@ void JournalSource::Seek() {
     sd_journal_seek_head(journal_);
     return;
   }
-  // On the last matching entry, which counts as handled; after the tail when there is none.
+  // On the last matching entry, which counts as handled. With none, every matching entry is
+  // new: from the head. (Left at the tail, sd-journal's next() would step onto whatever entry
+  // is last when it is called, skipping those written before it.)
   sd_journal_seek_tail(journal_);
   if (sd_journal_previous(journal_) > 0) {
     char* cursor = nullptr;
@@ -149,6 +151,8 @@ void JournalSource::Seek() {
       cursor_ = cursor;
       free(cursor);
     }
+  } else {
+    sd_journal_seek_head(journal_);
   }
 }
 
