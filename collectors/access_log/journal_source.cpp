@@ -6,7 +6,9 @@
 #include <systemd/sd-journal.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 

@@ -5,7 +5,6 @@ and a rotated journal file, and --oneshot against the same lines in a plain file
 import collections
 import os
 import re
-import signal
 import struct
 import subprocess
 import time
@@ -185,3 +184,33 @@ services:
                            reason=reason) == \
             self_metric(samples, "fastapi_exporter_log_parse_errors_total", "file", reason=reason)
     assert self_metric(samples, "fastapi_exporter_log_lines_total", "journal") == len(lines)
+
+
+@pytest.mark.skipif(not os.path.exists("/run/systemd/journal/socket"),
+                    reason="no running journald on this machine")
+def test_oneshot_reads_the_running_system_journal(tmp_path):
+    """Where journald runs: entries sent with systemd-cat under an identifier of this test's
+    own are read from the system journal (no path), and nothing else is."""
+    identifier = f"fe-test-{os.getpid()}-{time.monotonic_ns()}"
+    lines = [f'INFO:     127.0.0.1:1 - "GET /api/users/{i} HTTP/1.1" 200 OK' for i in range(5)]
+    subprocess.run(["systemd-cat", "-t", identifier], input="\n".join(lines) + "\n", text=True,
+                   check=True, timeout=30)
+    (tmp_path / "config.yaml").write_text(f"""positions_file: {tmp_path}/positions.yaml
+services:
+  - name: api
+    access_logs:
+      - journal: {{syslog_identifier: {identifier}}}
+        format: uvicorn
+    routes: ['/api/users/{{user_id}}']
+""")
+
+    def counted():
+        result = subprocess.run([BIN, f"--config.file={tmp_path}/config.yaml", "--oneshot"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return counts(parse_samples(result.stdout), "api")
+
+    # journald stores what systemd-cat sent asynchronously.
+    wait_until(lambda: sum(counted().values()) == 5, timeout=15, interval=0.5,
+               what="the entries in the system journal")
+    assert counted() == {("GET", "/api/users/{user_id}", "200"): 5}
