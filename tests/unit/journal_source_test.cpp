@@ -5,8 +5,13 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
 
 #include <cstdint>
 #include <cstdio>
@@ -302,6 +307,47 @@ TEST_F(JournalSourceTest, AMissingJournalIsReportedOnceAndReadWhenItAppears) {
   Write("later/system.journal", {{"api.service", "", "1"}});
   ReadAll(*source);
   EXPECT_EQ(sink.messages, (std::vector<std::string>{"1"}));
+}
+
+// Entries read on the tailer's thread: counted atomically, since the test thread waits on them.
+class CountingSink : public MessageSink {
+ public:
+  void OnMessage(std::string_view) override { ++messages; }
+  void OnSkipped(ParseError, std::string_view) override {}
+  std::atomic<int> messages{0};
+};
+
+TEST_F(JournalSourceTest, NewEntriesWakeTheTailersLoop) {
+  const std::string folder = dir_ + "/journal";
+  fs::create_directory(folder);
+  Write("journal/system.journal", {{"api.service", "", "before"}});
+  CountingSink sink;
+  JournalSource source("api\tjournal",
+                       config::JournalSelector{{"_SYSTEMD_UNIT=api.service"}, {folder}},
+                       config::StartAt::kBeginning, sink, nullptr, {});
+  // No file to tail, and no rescan or poll for an hour: only the journal's descriptor can
+  // wake the loop.
+  TailerOptions options;
+  options.rescan_interval = std::chrono::hours(1);
+  options.poll_interval = std::chrono::hours(1);
+  Tailer tailer({}, options);
+  const int stop = ::eventfd(0, EFD_CLOEXEC);
+  std::thread thread([&] { tailer.Run(stop, {}, {&source}); });
+  auto wait_for = [&](int count) {
+    for (int i = 0; i < 2000 && sink.messages < count; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return sink.messages.load();
+  };
+  EXPECT_EQ(wait_for(1), 1);
+  Write("journal/system.journal", {{"api.service", "", "a"}, {"db.service", "", "b"}});
+  EXPECT_EQ(wait_for(2), 2);
+  Write("journal/system@2.journal", {{"api.service", "", "c"}});  // a new file in the folder
+  EXPECT_EQ(wait_for(3), 3);
+  const uint64_t one = 1;
+  ASSERT_EQ(::write(stop, &one, sizeof one), ssize_t(sizeof one));
+  thread.join();
+  ::close(stop);
 }
 
 }  // namespace
