@@ -5,6 +5,7 @@ and a rotated journal file, and --oneshot against the same lines in a plain file
 import collections
 import os
 import re
+import signal
 import struct
 import subprocess
 import time
@@ -137,10 +138,24 @@ def test_follows_appends_and_rotation_across_sigterm_and_restart_counting_each_e
         batch = requests.make(100)
         journal.append(folder / "system@0001-0002.journal", batch)
         total += api_lines(batch)
-        expected_requests = sum(requests.expected.values())
         wait_until(lambda: self_metric(exporter.scrape(), "fastapi_exporter_log_requests_total",
-                                       "api") == expected_requests - first_run_total,
+                                       "api") == sum(requests.expected.values()) - first_run_total,
                    timeout=20, what="the entries written while stopped and after the restart")
+        # A reload that adds a service rebuilds the reader: the journal source goes on from
+        # its cursor, its counters kept.
+        other_log = tmp_path / "other.log"
+        other_log.write_text('INFO:     1.2.3.4:5 - "GET /x HTTP/1.1" 200 OK\n')
+        exporter.config_path.write_text(CONFIG.format(tmp=tmp_path) + f"""  - name: other
+    access_logs: [{{path: {other_log}, format: uvicorn, start_at: beginning}}]
+""")
+        exporter.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: self_metric(exporter.scrape(), "fastapi_exporter_log_requests_total",
+                                       "other") == 1, what="the reload")
+        batch = requests.make(100)
+        journal.append(folder / "system@0001-0002.journal", batch)
+        wait_until(lambda: self_metric(exporter.scrape(), "fastapi_exporter_log_requests_total",
+                                       "api") == sum(requests.expected.values()) - first_run_total,
+                   what="entries appended after the reload")
         samples = exporter.scrape()
         assert first_run + counts(samples, "api") == requests.expected
         assert self_metric(samples, "fastapi_exporter_log_journal_cursor_lost_total", "api") == 0
