@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
 
 #include <spdlog/spdlog.h>
 
@@ -796,6 +797,20 @@ bool Tailer::AllFoldersWatched() const {
   return true;
 }
 
+namespace {
+
+// Whether the stop event fired. Its failure is thrown: the one way to be told to stop is
+// gone, and reading on would be a thread nobody can stop (polling a descriptor that answers
+// at once, forever). The owner reports why the thread ended.
+bool StopRequested(const pollfd& stop) {
+  if (stop.revents & (POLLERR | POLLNVAL)) {
+    throw std::runtime_error("its stop event file descriptor failed");
+  }
+  return stop.revents & POLLIN;
+}
+
+}  // namespace
+
 void Tailer::Run(int stop_fd, const std::function<void()>& after_pass,
                  const std::vector<PolledInput*>& inputs) {
   Poll(true);
@@ -821,17 +836,24 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass,
       if (input_timeout >= 0 && input_timeout < timeout_ms) timeout_ms = input_timeout;
     }
     const int ready = ::poll(fds.data(), fds.size(), timeout_ms);
-    if (ready < 0 && errno != EINTR) {
+    if (ready > 0 && StopRequested(fds[0])) break;
+    // The inotify descriptor itself failed (closed under us, or an error): like a failed
+    // poll, go on by polling. A closed one is not closed again: its number may be reused.
+    const bool inotify_lost =
+        ready > 0 && inotify_fd_ >= 0 && (fds[1].revents & (POLLERR | POLLNVAL));
+    if (inotify_lost && (fds[1].revents & POLLNVAL)) inotify_fd_ = -1;
+    if ((ready < 0 && errno != EINTR) || inotify_lost) {
       // Waiting failed: the files must still be read. Without inotify, and if even that
       // fails, by sleeping between passes and checking for the stop request directly.
-      const int error = errno;
+      const int error = inotify_lost ? EBADF : errno;
       if (!poll_failed) {
         spdlog::error("waiting for log changes failed ({}); polling every {} ms instead",
-                      std::strerror(error), options_.poll_interval.count());
+                      inotify_lost ? "the inotify descriptor failed" : std::strerror(error),
+                      options_.poll_interval.count());
       }
       poll_failed = true;
-      if (inotify_fd_ >= 0) {
-        ::close(inotify_fd_);
+      if (inotify_fd_ >= 0 || inotify_lost) {
+        if (inotify_fd_ >= 0) ::close(inotify_fd_);
         inotify_fd_ = -1;
         watches_.clear();
         interest_.clear();
@@ -849,7 +871,6 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass,
         ::nanosleep(&pause, nullptr);
       }
     }
-    if (ready > 0 && (fds[0].revents & POLLIN)) break;
     bool structural = false;
     bool input_woke = false;
     for (std::size_t i = 2; ready > 0 && i < fds.size(); ++i) input_woke |= fds[i].revents != 0;
@@ -857,7 +878,8 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass,
       // Let a burst of small writes gather: one pass for many writes costs far less CPU than
       // a pass per write, and a few tens of milliseconds do not matter to a 15 s scrape.
       pollfd stop = {stop_fd, POLLIN, 0};
-      if (!backlog_ && !input_backlog && ::poll(&stop, 1, int(options_.batch_delay.count())) > 0) {
+      if (!backlog_ && !input_backlog && ::poll(&stop, 1, int(options_.batch_delay.count())) > 0 &&
+          StopRequested(stop)) {
         break;
       }
     }
