@@ -181,6 +181,77 @@ def bench_ingest(folder, logs):
                "- (informational)")
 
 
+JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
+
+
+def bench_journal(folder, logs):
+    """A journal of LINES entries whose MESSAGE is a JSON access line (and 10% more entries of
+    another unit, which the match leaves out), read by --oneshot beside what mtail needs for
+    the same: `journalctl -o cat` then `mtail --one_shot` on its output, the CPU of both
+    summed. (Not through a pipe: mtail 3.0.0~rc50 --one_shot stops reading a pipe after its
+    first few MB and waits for ever.) systemd-journal-remote rotates the file every ~75 MB:
+    both read the folder."""
+    if not selected("ingest_journal"):
+        return
+    if not os.access(JOURNAL_REMOTE, os.X_OK):
+        print("ingest_journal: skipped, systemd-journal-remote is not installed", flush=True)
+        return
+    directory = os.path.join(folder, "journal")
+    os.makedirs(directory, exist_ok=True)
+    export = os.path.join(folder, "journal-export.txt")
+    realtime = 1_700_000_000_000_000
+    with open(os.path.join(logs, "access.jsonl"), "rb") as jsonl, open(export, "wb") as out:
+        for i, line in enumerate(jsonl):
+            realtime += 1000
+            out.write(b"__REALTIME_TIMESTAMP=%d\n_SYSTEMD_UNIT=api.service\n_PID=4242\n"
+                      b"SYSLOG_IDENTIFIER=uvicorn\nPRIORITY=6\nMESSAGE=%s\n\n"
+                      % (realtime, line.rstrip(b"\n")))
+            if i % 10 == 0:
+                out.write(b"__REALTIME_TIMESTAMP=%d\n_SYSTEMD_UNIT=db.service\nMESSAGE=checkpoint"
+                          b" complete\n\n" % realtime)
+    subprocess.run([JOURNAL_REMOTE, f"--output={directory}/system.journal", export], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.remove(export)
+    config = exporter_config(folder, f"""services:
+  - name: api
+    access_logs:
+      - journal: {{unit: api.service, path: {directory}}}
+        format: json
+""")
+    printed = os.path.join(folder, "journal-metrics.txt")
+    messages = os.path.join(folder, "journal-messages.txt")
+    ours, theirs, cat = [], [], []
+    for _ in range(ROUNDS):
+        with open(printed, "w") as out:
+            _, cpu, _ = timed([EXPORTER, f"--config.file={config}", "--oneshot"], stdout=out)
+        ours.append(LINES / cpu)
+        with open(printed) as f:
+            counted = metric_sum(f.read(), "fastapi_requests_total")
+        with open(messages, "w") as out:
+            _, cat_cpu, _ = timed(["journalctl", "-o", "cat", f"--directory={directory}",
+                                   "_SYSTEMD_UNIT=api.service"], stdout=out)
+        with open(printed, "w") as out:
+            _, mtail_cpu, _ = timed(["mtail", "--one_shot", "--one_shot_format", "prometheus",
+                                     "--address", "127.0.0.1", "--port", str(free_port()),
+                                     "--progs", mtail_progs(folder, "json_fastapi.mtail"),
+                                     "--logs", messages],
+                                    stdout=out, stderr=subprocess.DEVNULL)
+        theirs.append(LINES / (cat_cpu + mtail_cpu))
+        cat.append(LINES / cat_cpu)
+        with open(printed) as f:
+            counted_by_mtail = metric_sum(f.read(), "fastapi_requests_total")
+        if counted != LINES or counted_by_mtail != LINES:
+            raise RuntimeError(f"journal ingest counted {counted} (mtail {counted_by_mtail}) "
+                               f"of {LINES}")
+    print(f"{'ingest_journal rounds':28} exporter {ours} journalctl+mtail {theirs} "
+          f"journalctl -o cat alone {cat}", flush=True)
+    report("ingest_journal", "journal ingest, JSON MESSAGEs per CPU-second",
+           statistics.median(ours), statistics.median(theirs), "entries/CPU-s", True,
+           "- (journalctl -o cat + mtail)")
+    report("ingest_journal_cat", "journalctl -o cat alone, for scale", statistics.median(ours),
+           statistics.median(cat), "entries/CPU-s", True, "- (informational)")
+
+
 def start_mtail(folder, log, program="nginx_fastapi.mtail"):
     port = free_port()
     daemon = Daemon(["mtail", "--progs", mtail_progs(folder, program), "--logs", log,
@@ -765,6 +836,7 @@ def main():
         print(f"machine: {os.cpu_count()} cores, {os.uname().release}; {LINES} lines; "
               f"medians of {ROUNDS} rounds", flush=True)
         bench_ingest(folder, logs)
+        bench_journal(folder, logs)
         bench_render()
         bench_scrape(folder)
         bench_scrape_prometheus(folder)

@@ -3,6 +3,7 @@
 #include <re2/re2.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -178,6 +179,87 @@ bool ReadFormatOptions(SchemaReader& reader, const SchemaReader::Entry& options_
   return has_key;
 }
 
+// journalctl's rule for field names: upper-case letters, digits and '_', not starting with a
+// digit, at most 64 bytes (a leading '_' marks the fields the journal itself adds).
+bool IsJournalFieldName(std::string_view name) {
+  if (name.empty() || name.size() > 64 || (name[0] >= '0' && name[0] <= '9')) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+std::optional<JournalSelector> ReadJournal(SchemaReader& reader, const SchemaReader::Entry& entry,
+                                           const std::string& path) {
+  auto entries =
+      reader.Mapping(entry.value, entry.key, path, {"unit", "syslog_identifier", "match", "path"});
+  if (!entries) return std::nullopt;
+  JournalSelector journal;
+  bool ok = true;
+  for (const auto& [name, item] : *entries) {
+    const std::string key_path = path + "." + name;
+    if (name == "unit") {
+      auto unit = reader.NonEmptyString(item, key_path);
+      if (unit && unit->find('/') != std::string::npos) {
+        reader.Error(item.key, key_path, "must be a unit name, not a path");
+        ok = false;
+      } else if (unit) {
+        // As journalctl -u: a name without a type is a service.
+        if (unit->find('.') == std::string::npos) *unit += ".service";
+        journal.matches.push_back("_SYSTEMD_UNIT=" + *unit);
+      } else {
+        ok = false;
+      }
+    } else if (name == "syslog_identifier") {
+      auto identifier = reader.NonEmptyString(item, key_path);
+      if (identifier) journal.matches.push_back("SYSLOG_IDENTIFIER=" + *identifier);
+      ok = ok && identifier;
+    } else if (name == "match") {
+      auto matches = reader.StringList(item, key_path);
+      if (!matches) {
+        ok = false;
+        continue;
+      }
+      for (std::size_t i = 0; i < matches->size(); ++i) {
+        const std::string& match = (*matches)[i];
+        const std::size_t equals = match.find('=');
+        if (equals == std::string::npos || !IsJournalFieldName(match.substr(0, equals))) {
+          reader.Error(item.value[i], key_path + "[" + std::to_string(i) + "]",
+                       "must be FIELD=value, FIELD in upper-case letters, digits and '_'");
+          ok = false;
+          continue;
+        }
+        journal.matches.push_back(match);
+      }
+    } else if (name == "path") {
+      std::optional<std::vector<std::string>> paths;
+      if (item.value.IsScalar()) {
+        if (auto one = reader.NonEmptyString(item, key_path)) paths.emplace({*one});
+      } else {
+        paths = reader.StringList(item, key_path);
+      }
+      if (!paths) {
+        ok = false;
+        continue;
+      }
+      for (const auto& one : *paths) {
+        if (one.empty() || one[0] != '/') {
+          reader.Error(item.key, key_path, "must be absolute paths of journal files or folders");
+          ok = false;
+          break;
+        }
+      }
+      journal.paths = std::move(*paths);
+    }
+  }
+  if (ok && journal.matches.empty()) {
+    // Without a match every entry of the journal would be read as an access line.
+    reader.Error(entry.key, path, "give unit, syslog_identifier or match");
+    ok = false;
+  }
+  if (!ok) return std::nullopt;
+  return journal;
+}
+
 void ReadAccessLogs(SchemaReader& reader, const SchemaReader::Entry& logs_entry,
                     const std::string& path, std::vector<AccessLogConfig>& logs) {
   if (!logs_entry.value.IsSequence()) {
@@ -187,9 +269,9 @@ void ReadAccessLogs(SchemaReader& reader, const SchemaReader::Entry& logs_entry,
   for (std::size_t i = 0; i < logs_entry.value.size(); ++i) {
     const YAML::Node item = logs_entry.value[i];
     const std::string item_path = path + "[" + std::to_string(i) + "]";
-    auto entries = reader.Mapping(
-        item, item, item_path,
-        {"path", "format", "envelope", "start_at", "json", "gunicorn", "nginx", "regex"});
+    auto entries = reader.Mapping(item, item, item_path,
+                                  {"path", "journal", "format", "envelope", "start_at", "json",
+                                   "gunicorn", "nginx", "regex"});
     if (!entries) continue;
     AccessLogConfig log;
     log.position = PositionOf(item);
@@ -211,7 +293,13 @@ void ReadAccessLogs(SchemaReader& reader, const SchemaReader::Entry& logs_entry,
     bool has_path = false, has_format_key = false;
     for (const auto& [name, entry] : *entries) {
       const std::string key_path = item_path + "." + name;
-      if (name == "path") {
+      if (name == "journal") {
+        log.journal = ReadJournal(reader, entry, key_path);
+        if (!log.journal) log.journal = JournalSelector{};  // reported; not "missing" too
+        if (has_path) reader.Error(entry.key, key_path, "give path or journal, not both");
+        has_path = true;
+      } else if (name == "path") {
+        if (log.journal) reader.Error(entry.key, key_path, "give path or journal, not both");
         has_path = true;
         auto glob = reader.NonEmptyString(entry, key_path);
         if (glob && (*glob)[0] != '/') {
@@ -245,7 +333,17 @@ void ReadAccessLogs(SchemaReader& reader, const SchemaReader::Entry& logs_entry,
         }
       }
     }
-    if (!has_path) reader.Error(item, item_path + ".path", "missing: the log file (a glob)");
+    if (!has_path) {
+      reader.Error(item, item_path + ".path", "missing: the log file (a glob), or journal");
+    }
+    if (log.journal && log.envelope != Envelope::kNone) {
+      for (const auto& [name, entry] : *entries) {
+        if (name == "envelope") {
+          reader.Error(entry.key, item_path + ".envelope",
+                       "does not apply to journal entries (their MESSAGE is the line)");
+        }
+      }
+    }
     if (format_name == "regex" && !has_format_key) {
       reader.Error(item, item_path + ".regex.pattern",
                    "missing: format regex needs a pattern with the named groups method, path "
@@ -481,6 +579,18 @@ void ReadServices(SchemaReader& reader, const SchemaReader::Entry& services_entr
 }
 
 }  // namespace
+
+std::string SourceName(const AccessLogConfig& log) {
+  if (!log.journal) return log.path;
+  std::string name = "journal:";
+  for (std::size_t i = 0; i < log.journal->matches.size(); ++i) {
+    name += (i ? "," : "") + log.journal->matches[i];
+  }
+  for (std::size_t i = 0; i < log.journal->paths.size(); ++i) {
+    name += (i ? "," : " ") + log.journal->paths[i];
+  }
+  return name;
+}
 
 std::string FormatError(const std::string& source_name, const ConfigError& error) {
   std::ostringstream out;

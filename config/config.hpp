@@ -62,8 +62,20 @@ struct JsonFields {
   DurationUnit duration_unit = DurationUnit::kMilliseconds;
 };
 
+// Entries of the systemd journal (the service's stdout and stderr under systemd), selected as
+// journalctl selects them: values of one field are alternatives, different fields must all
+// match. Only MESSAGE is read.
+struct JournalSelector {
+  std::vector<std::string> matches;  // "FIELD=value", unit and syslog_identifier included
+  // Journal files or folders of them (journal-remote output, a container's journal); empty:
+  // the local system journal.
+  std::vector<std::string> paths;
+  bool operator==(const JournalSelector&) const = default;
+};
+
 struct AccessLogConfig {
-  std::string path;  // a glob
+  std::string path;  // a glob; empty for a journal source
+  std::optional<JournalSelector> journal;
   LogFormatKind format = LogFormatKind::kJson;
   Envelope envelope = Envelope::kNone;
   StartAt start_at = StartAt::kEnd;
@@ -75,6 +87,10 @@ struct AccessLogConfig {
   // The entry as written, re-emitted: equal fingerprints mean an unchanged source on reload.
   std::string fingerprint;
 };
+
+// The `source` label of an access log's self-metrics: its glob, or "journal:" and its matches
+// (and its paths, when given).
+std::string SourceName(const AccessLogConfig& log);
 
 // Route templates read from the service's own OpenAPI document (FastAPI serves it at
 // /openapi.json by default): exact `path` labels with no routes to write.

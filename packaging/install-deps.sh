@@ -22,6 +22,7 @@ test_deps=(
   lintian systemd strace          # package checks: lintian, systemd-analyze; the unit's syscall filter
   clang-14 libclang-rt-14-dev     # libFuzzer targets (tests/fuzz)
   logrotate                       # real copytruncate rotations (tests/integration/test_rotation.py)
+  systemd-journal-remote          # real journal files for the journal source's tests
 )
 
 bench_deps=(mtail prometheus-process-exporter wrk)  # the peers measured beside the exporter

@@ -18,6 +18,7 @@
 
 #include "collectors/access_log/ansi.hpp"
 #include "collectors/access_log/envelope.hpp"
+#include "collectors/access_log/journal_source.hpp"
 #include "collectors/access_log/line_parser.hpp"
 #include "collectors/access_log/openapi_routes.hpp"
 #include "collectors/access_log/positions.hpp"
@@ -123,7 +124,18 @@ struct SelfFamilies {
                      .Name("fastapi_exporter_paths_overflow_total")
                      .Help("Requests counted under path=\"__other__\" because the service "
                            "reached max_paths.")
-                     .Register(registry)) {}
+                     .Register(registry)),
+        journal_lag(prometheus::BuildGauge()
+                        .Name("fastapi_exporter_log_journal_lag_seconds")
+                        .Help("Journal sources: seconds between the newest journal entry and "
+                              "the last one read while entries are left to read; 0 when every "
+                              "matching entry is read.")
+                        .Register(registry)),
+        journal_cursor_lost(prometheus::BuildCounter()
+                                .Name("fastapi_exporter_log_journal_cursor_lost_total")
+                                .Help("Journal sources whose saved cursor was no longer in the "
+                                      "journal (vacuumed): reading restarted as start_at says.")
+                                .Register(registry)) {}
 
   Family<Counter>& lines;
   Family<Counter>& requests;
@@ -144,6 +156,8 @@ struct SelfFamilies {
   Gauge& tailer_running;
   Counter& positions_save_errors;
   Family<Counter>& overflow;
+  Family<Gauge>& journal_lag;
+  Family<Counter>& journal_cursor_lost;
 };
 
 // A line as the log may show it: bytes that are not printable, or not UTF-8, as \xNN (a log
@@ -234,16 +248,21 @@ struct ServiceState {
 
 // One configured access log: its parser, and the handles of its self-metrics. Series are
 // per glob, not per file, so rotated file names create no series.
-class SourceState final : public SourceObserver {
+class SourceState final : public SourceObserver, public MessageSink, public JournalObserver {
  public:
   SourceState(const config::AccessLogConfig& config, ServiceState& service, SelfFamilies& self,
               std::size_t max_line_bytes)
       : config_(config),
+        name_(config::SourceName(config)),
         service_(service),
         self_(self),
         max_line_bytes_(max_line_bytes),
         parser_(MakeLineParser(config)) {
-    const prometheus::Labels labels{{"service", service.name}, {"source", config.path}};
+    const prometheus::Labels labels{{"service", service.name}, {"source", name_}};
+    if (config.journal) {
+      journal_lag_ = &self.journal_lag.Add(labels);
+      journal_cursor_lost_ = &self.journal_cursor_lost.Add(labels);
+    }
     lines_ = &self.lines.Add(labels);
     requests_ = &self.requests.Add(labels);
     excluded_ = &self.excluded.Add(labels);
@@ -275,6 +294,8 @@ class SourceState final : public SourceObserver {
     self_.invalid_durations.Remove(invalid_durations_);
     self_.abandoned.Remove(abandoned_);
     for (std::size_t i = 1; i < kParseErrorCount; ++i) self_.parse_errors.Remove(parse_errors_[i]);
+    if (journal_lag_) self_.journal_lag.Remove(journal_lag_);
+    if (journal_cursor_lost_) self_.journal_cursor_lost.Remove(journal_cursor_lost_);
   }
   SourceState(const SourceState&) = delete;
   SourceState& operator=(const SourceState&) = delete;
@@ -282,6 +303,7 @@ class SourceState final : public SourceObserver {
   const ServiceState& service() const { return service_; }
 
   const config::AccessLogConfig& config() const { return config_; }
+  const std::string& name() const { return name_; }
   std::size_t max_line_bytes() const { return max_line_bytes_; }
 
   // The hot path: one complete line (envelope already removed).
@@ -307,7 +329,7 @@ class SourceState final : public SourceObserver {
         spdlog::warn(
             "{}: counting a request without its duration, which is not one (further "
             "ones are only counted): {}",
-            config_.path, line.substr(0, 200));
+            name_, line.substr(0, 200));
       }
     }
     service_.metrics->Record(ParseHttpMethod(request.method), route.path_id,
@@ -327,10 +349,23 @@ class SourceState final : public SourceObserver {
       logged = true;
       // The server's own lines in the stream are expected: said once, not as a warning.
       spdlog::log(error == ParseError::kNotAccessLine ? spdlog::level::info : spdlog::level::warn,
-                  "{}: skipping a line ({}), further ones are only counted: {}", config_.path,
+                  "{}: skipping a line ({}), further ones are only counted: {}", name_,
                   ParseErrorName(error), Printable(line.substr(0, 200)));
     }
   }
+
+  // A journal entry's MESSAGE goes through the same chain as a file's line.
+  void OnMessage(std::string_view message) override {
+    CountLine();
+    Handle(message);
+  }
+  void OnSkipped(ParseError reason, std::string_view message) override {
+    CountLine();
+    Reject(reason, message);
+  }
+  void OnLag(double seconds) override { journal_lag_->Set(seconds); }
+  void OnCursorLost() override { journal_cursor_lost_->Increment(); }
+  void OnJournalError(const std::string& /*error*/) override { open_errors_->Increment(); }
 
   void OnBytesRead(uint64_t bytes) override { bytes_read_->Increment(double(bytes)); }
   void OnRotation(const std::string& path) override {
@@ -361,6 +396,7 @@ class SourceState final : public SourceObserver {
 
  private:
   config::AccessLogConfig config_;
+  std::string name_;  // the source label
   ServiceState& service_;
   SelfFamilies& self_;
   std::size_t max_line_bytes_;
@@ -376,6 +412,8 @@ class SourceState final : public SourceObserver {
   Counter* open_errors_;
   Counter* invalid_durations_;
   Counter* abandoned_;
+  Gauge* journal_lag_ = nullptr;            // journal sources only
+  Counter* journal_cursor_lost_ = nullptr;  // journal sources only
   std::array<Counter*, kParseErrorCount> parse_errors_{};
   bool logged_invalid_duration_ = false;
   std::string scratch_;  // a line without its terminal escapes
@@ -429,6 +467,7 @@ struct AccessLogCollector::Impl {
   ~Impl() {
     StopThread();
     tailer.reset();
+    journals.clear();
     sources.clear();  // they refer to their services
   }
 
@@ -469,6 +508,7 @@ struct AccessLogCollector::Impl {
     services.clear();
 
     std::vector<TailSource> tail_sources;
+    std::vector<SourceState*> journal_sources;
     std::vector<SourceState*> next_sources;
     for (std::size_t s = 0; s < config.services.size(); ++s) {
       const auto& service_config = config.services[s];
@@ -483,8 +523,12 @@ struct AccessLogCollector::Impl {
           source = std::make_unique<SourceState>(log, *service, self, std::size_t(max_line_bytes));
         }
         SourceState* raw = source.get();
-        tail_sources.push_back({service->name + "\t" + log.path, log.path, log.start_at,
-                                [raw] { return std::make_unique<FileSink>(*raw); }, raw});
+        if (log.journal) {
+          journal_sources.push_back(raw);
+        } else {
+          tail_sources.push_back({service->name + "\t" + log.path, log.path, log.start_at,
+                                  [raw] { return std::make_unique<FileSink>(*raw); }, raw});
+        }
         next_sources.push_back(raw);
         sources.push_back(std::move(source));
       }
@@ -494,7 +538,7 @@ struct AccessLogCollector::Impl {
     // Same sources in the same order (and so the same files): the running tailer goes on.
     if (tailer && next_sources == previous_sources) return;
     std::optional<Positions> positions;
-    if (tailer && positions_loaded) positions = tailer->Snapshot();
+    if (tailer && positions_loaded) positions = Snapshot();
     TailerOptions tailer_options;
     tailer_options.max_line_bytes = std::size_t(max_line_bytes);
     tailer_options.use_inotify = options.use_inotify;
@@ -502,7 +546,36 @@ struct AccessLogCollector::Impl {
     tailer_options.observer = &tailer_state;
     self.tailer_polling.Set(0);  // the new tailer reports only when it has to poll
     tailer = std::make_unique<Tailer>(std::move(tail_sources), tailer_options);
-    if (positions) tailer->Restore(*positions);
+    journals.clear();
+    JournalSourceOptions journal_options;
+    journal_options.max_line_bytes = std::size_t(max_line_bytes);
+    journal_options.from_beginning = options.from_beginning;
+    for (SourceState* source : journal_sources) {
+      journals.push_back(std::make_unique<JournalSource>(
+          source->service().name + "\t" + source->name(), *source->config().journal,
+          source->config().start_at, *source, source, journal_options));
+    }
+    if (positions) Restore(*positions);
+  }
+
+  // The files' positions and the journals' cursors, saved together.
+  Positions Snapshot() {
+    Positions positions = tailer->Snapshot();
+    for (const auto& journal : journals) {
+      if (auto position = journal->Position()) positions.journals.push_back(std::move(*position));
+    }
+    return positions;
+  }
+
+  void Restore(const Positions& positions) {
+    tailer->Restore(positions);
+    for (const auto& journal : journals) journal->Restore(positions);
+  }
+
+  std::vector<PolledInput*> Inputs() const {
+    std::vector<PolledInput*> inputs;
+    for (const auto& journal : journals) inputs.push_back(journal.get());
+    return inputs;
   }
 
   // The positions file is read once, when following starts with at least one source; later
@@ -523,7 +596,7 @@ struct AccessLogCollector::Impl {
     std::string warning;
     const Positions positions = LoadPositions(positions_file, warning);
     if (!warning.empty()) spdlog::warn("{}", warning);
-    tailer->Restore(positions);
+    Restore(positions);
     positions_loaded = true;
   }
 
@@ -542,14 +615,17 @@ struct AccessLogCollector::Impl {
       for (const auto& service : services) service->WaitForRoutes();
       auto last_save = std::chrono::steady_clock::now();
       try {
-        tailer->Run(stop_fd, [&] {
-          const auto now = std::chrono::steady_clock::now();
-          last_pass_ns.store(now.time_since_epoch().count(), std::memory_order_relaxed);
-          if (options.save_positions && now - last_save >= options.save_interval) {
-            SavePositions();
-            last_save = now;
-          }
-        });
+        tailer->Run(
+            stop_fd,
+            [&] {
+              const auto now = std::chrono::steady_clock::now();
+              last_pass_ns.store(now.time_since_epoch().count(), std::memory_order_relaxed);
+              if (options.save_positions && now - last_save >= options.save_interval) {
+                SavePositions();
+                last_save = now;
+              }
+            },
+            Inputs());
       } catch (const std::exception& error) {
         // Nothing is read from here on: say so, loudly, and let the gauge and /healthz show it.
         spdlog::critical("the access-log reader stopped: {}; no request is counted any more",
@@ -575,9 +651,12 @@ struct AccessLogCollector::Impl {
   }
 
   void SavePositions(bool final_save = false) {
-    Positions positions = tailer->Snapshot();
+    Positions positions = Snapshot();
     // Unchanged positions are not written again: an idle exporter does no disk I/O.
-    if (last_saved && positions.files == last_saved->files) return;
+    if (last_saved && positions.files == last_saved->files &&
+        positions.journals == last_saved->journals) {
+      return;
+    }
     std::string error;
     if (!access_log::SavePositions(positions_file, positions, error)) {
       self.positions_save_errors.Increment();
@@ -603,6 +682,7 @@ struct AccessLogCollector::Impl {
   std::vector<std::unique_ptr<ServiceState>> services;
   std::vector<std::unique_ptr<SourceState>> sources;
   std::unique_ptr<Tailer> tailer;
+  std::vector<std::unique_ptr<JournalSource>> journals;  // read on the tailer's thread
   std::thread thread;
   int stop_fd = -1;
   // For Health(), read from server threads.
@@ -655,6 +735,10 @@ void AccessLogCollector::ReadOnce() {
   for (bool rescan = true; impl_->tailer->Poll(rescan) > 0; rescan = false) {
   }
   impl_->tailer->Finish();
+  for (const auto& journal : impl_->journals) {
+    while (journal->Read()) {
+    }
+  }
 }
 
 std::string AccessLogCollector::Health() const {

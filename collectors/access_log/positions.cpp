@@ -78,7 +78,19 @@ bool SavePositions(const std::string& path, const Positions& positions, std::str
     out << YAML::Key << "fingerprint_bytes" << YAML::Value << file.fingerprint_bytes;
     out << YAML::EndMap;
   }
-  out << YAML::EndSeq << YAML::EndMap;
+  out << YAML::EndSeq;
+  // Only when there are some: a file without journal sources reads as before.
+  if (!positions.journals.empty()) {
+    out << YAML::Key << "journals" << YAML::Value << YAML::BeginSeq;
+    for (const auto& journal : positions.journals) {
+      out << YAML::BeginMap;
+      EmitBytes(out, "source", journal.source);
+      EmitBytes(out, "cursor", journal.cursor);
+      out << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
+  }
+  out << YAML::EndMap;
 
   const std::filesystem::path target(path);
   std::error_code ec;
@@ -137,6 +149,9 @@ Positions LoadPositions(const std::string& path, std::string& warning) {
       file.fingerprint = item["fingerprint"].as<uint64_t>();
       file.fingerprint_bytes = item["fingerprint_bytes"].as<uint32_t>();
       positions.files.push_back(std::move(file));
+    }
+    for (const auto& item : root["journals"]) {
+      positions.journals.push_back({ReadBytes(item, "source"), ReadBytes(item, "cursor")});
     }
   } catch (const std::exception& e) {
     warning = "ignoring unreadable positions file " + path + " (" + e.what() +

@@ -19,8 +19,17 @@ struct FilePosition {
   bool operator==(const FilePosition&) const = default;
 };
 
+// Where a journal source was read up to: the cursor of the last entry handled
+// (sd_journal_get_cursor(3), an opaque string).
+struct JournalPosition {
+  std::string source;
+  std::string cursor;
+  bool operator==(const JournalPosition&) const = default;
+};
+
 struct Positions {
   std::vector<FilePosition> files;
+  std::vector<JournalPosition> journals;
   int64_t saved_at_unix = 0;  // when they were saved (the file's mtime), 0 if unknown
 };
 

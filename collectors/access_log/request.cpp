@@ -37,9 +37,17 @@ std::string_view HttpMethodName(HttpMethod method) {
 }
 
 std::string_view ParseErrorName(ParseError error) {
-  static constexpr std::string_view kNames[kParseErrorCount] = {
-      "none",     "invalid_json",     "missing_field", "invalid_status", "invalid_request_line",
-      "no_match", "invalid_envelope", "invalid_path",  "line_too_long",  "not_access_line"};
+  static constexpr std::string_view kNames[kParseErrorCount] = {"none",
+                                                                "invalid_json",
+                                                                "missing_field",
+                                                                "invalid_status",
+                                                                "invalid_request_line",
+                                                                "no_match",
+                                                                "invalid_envelope",
+                                                                "invalid_path",
+                                                                "line_too_long",
+                                                                "not_access_line",
+                                                                "binary_message"};
   return kNames[static_cast<std::size_t>(error)];
 }
 

@@ -49,8 +49,10 @@ enum class ParseError : uint8_t {
   // (uvicorn's "Started server process", tracebacks, WebSocket lines), another kind of JSON
   // record. Counted, but neither the parse-error alert nor the dashboard treats it as one.
   kNotAccessLine,
+  // A journal entry whose MESSAGE is binary (a NUL, or not UTF-8): no line to parse.
+  kBinaryMessage,
 };
-inline constexpr std::size_t kParseErrorCount = 10;
+inline constexpr std::size_t kParseErrorCount = 11;
 
 // The `reason` label value: "invalid_json", ...
 std::string_view ParseErrorName(ParseError error);

@@ -855,20 +855,31 @@ bool StopRequested(const pollfd& stop) {
 
 }  // namespace
 
-void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
+void Tailer::Run(int stop_fd, const std::function<void()>& after_pass,
+                 const std::vector<PolledInput*>& inputs) {
   Poll(true);
+  bool input_backlog = false;
+  for (PolledInput* input : inputs) input_backlog |= input->Read();
   if (after_pass) after_pass();
   auto last_rescan = Clock::now();
   alignas(inotify_event) char events[16 * 1024];
   bool poll_failed = false;
+  std::vector<pollfd> fds;
   for (;;) {
     // With every folder watched, inotify reports what matters and the periodic rescan is only
     // a safety net; otherwise (no inotify, a folder that does not exist yet) poll.
     const auto interval =
         AllFoldersWatched() && !watch_failed_ ? options_.rescan_interval : options_.poll_interval;
-    const int timeout_ms = backlog_ ? 0 : int(interval.count());
-    pollfd fds[2] = {{stop_fd, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
-    const int ready = ::poll(fds, inotify_fd_ >= 0 ? 2 : 1, timeout_ms);
+    int timeout_ms = backlog_ || input_backlog ? 0 : int(interval.count());
+    // The stop request first, then inotify (always present: -1 is ignored by poll), then
+    // the inputs.
+    fds.assign({{stop_fd, POLLIN, 0}, {inotify_fd_, POLLIN, 0}});
+    for (PolledInput* input : inputs) {
+      fds.push_back({input->WaitFd(), POLLIN, 0});
+      const int input_timeout = input->WaitTimeoutMs();
+      if (input_timeout >= 0 && input_timeout < timeout_ms) timeout_ms = input_timeout;
+    }
+    const int ready = ::poll(fds.data(), fds.size(), timeout_ms);
     if (ready > 0 && StopRequested(fds[0])) break;
     // The inotify descriptor itself failed (closed under us, or an error): like a failed
     // poll, go on by polling. A closed one is not closed again: its number may be reused.
@@ -905,7 +916,10 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
       }
     }
     bool structural = false;
-    bool relevant = ready <= 0 || backlog_;  // a timeout, a failed wait or more to read
+    bool input_woke = false;
+    for (std::size_t i = 2; ready > 0 && i < fds.size(); ++i) input_woke |= fds[i].revents != 0;
+    // A timeout, a failed wait, more to read, or news from an input (the journal).
+    bool relevant = ready <= 0 || backlog_ || input_backlog || input_woke;
     // Reads every queued event: which ones change the set of files, and whether any is about
     // the files or folders followed at all. Watching the folders above the logs (/tmp, /var)
     // brings events about their other entries, such as a compiler's temporary files: those
@@ -932,21 +946,24 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
         }
       }
     };
-    if (ready > 0 && inotify_fd_ >= 0 && (fds[1].revents & POLLIN)) {
-      drain();
+    const bool inotify_ready = ready > 0 && inotify_fd_ >= 0 && (fds[1].revents & POLLIN);
+    if (inotify_ready) drain();
+    if (ready > 0 && relevant && (inotify_ready || input_woke)) {
       // Let a burst of small writes gather: one pass for many writes costs far less CPU than
       // a pass per write, and a few tens of milliseconds do not matter to a 15 s scrape.
       pollfd stop = {stop_fd, POLLIN, 0};
-      if (relevant && !backlog_ && ::poll(&stop, 1, int(options_.batch_delay.count())) > 0 &&
+      if (!backlog_ && !input_backlog && ::poll(&stop, 1, int(options_.batch_delay.count())) > 0 &&
           StopRequested(stop)) {
         break;
       }
-      if (relevant && inotify_fd_ >= 0) drain();
+      if (inotify_ready && inotify_fd_ >= 0) drain();
     }
     const bool due = Clock::now() - last_rescan >= interval;
     if (relevant || due) {
       Poll(structural || due);
       if (structural || due) last_rescan = Clock::now();
+      input_backlog = false;
+      for (PolledInput* input : inputs) input_backlog |= input->Read();
     }
     if (after_pass) after_pass();
   }

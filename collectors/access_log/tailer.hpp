@@ -74,6 +74,19 @@ class TailerObserver {
   virtual void OnPolling(bool /*polling*/) {}
 };
 
+// Another input read on the tailer's thread (the journal), so that its lines go through the
+// same single-threaded chain as the files' lines.
+class PolledInput {
+ public:
+  virtual ~PolledInput() = default;
+  // Readable when there may be something new; -1 when there is nothing to wait on (yet).
+  virtual int WaitFd() = 0;
+  // The longest the wait may last, in milliseconds (-1: no limit of its own).
+  virtual int WaitTimeoutMs() = 0;
+  // Reads what is available, a bounded amount; true when more is left.
+  virtual bool Read() = 0;
+};
+
 struct TailSource {
   std::string id;  // unique and stable across restarts: the key of its saved positions
   std::string glob;
@@ -121,8 +134,10 @@ class Tailer {
   void Finish();
 
   // Calls Poll whenever inotify reports a change or the rescan interval passes, and
-  // `on_idle` after each pass, until `stop_fd` becomes readable.
-  void Run(int stop_fd, const std::function<void()>& after_pass);
+  // `on_idle` after each pass, until `stop_fd` becomes readable. Each of `inputs` is read
+  // after each pass, and its descriptor and timeout wake the loop too.
+  void Run(int stop_fd, const std::function<void()>& after_pass,
+           const std::vector<PolledInput*>& inputs = {});
 
  private:
   struct File;

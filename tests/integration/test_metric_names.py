@@ -14,7 +14,7 @@ from exporter import SOURCE, Exporter, wait_until
 READ_ERROR_KINDS = {"pidfile", "cgroup", "stat", "status", "io", "fd", "limits"}
 PARSE_ERROR_REASONS = {"invalid_json", "missing_field", "invalid_status", "invalid_request_line",
                        "no_match", "invalid_envelope", "invalid_path", "line_too_long",
-                       "not_access_line"}
+                       "not_access_line", "binary_message"}
 ROUTES_REFRESH_REASONS = {"fetch", "http_status", "too_large", "invalid_json", "invalid_openapi",
                           "too_many_paths"}
 PER_SOURCE_COUNTERS = ["fastapi_exporter_log_lines_total", "fastapi_exporter_log_requests_total",
@@ -50,8 +50,10 @@ def samples_of(text):
     return out
 
 
-def values(text_samples, name):
-    return [(labels, value) for n, labels, value in text_samples if n == name]
+def values(text_samples, name, service="api"):
+    """Samples of one service (and those without a service label)."""
+    return [(labels, value) for n, labels, value in text_samples
+            if n == name and labels.get("service", service) == service]
 
 
 def families_of(text):
@@ -77,6 +79,9 @@ services:
       openapi_file: {openapi}
     exclude_paths: [/health]
     max_paths: 1
+  - name: journal
+    access_logs:
+      - journal: {{unit: api.service, path: {tmp_path}/no-journal-yet}}
 """
     with Exporter(tmp_path, config) as exporter:
         first = samples_of(exporter.scrape_text())
@@ -97,6 +102,11 @@ services:
         for name in PER_SOURCE_COUNTERS:
             assert values(first, name) == [(source, 0)], name
         assert values(first, "fastapi_exporter_paths_overflow_total") == [(service, 0)]
+        journal = {"service": "journal", "source": "journal:_SYSTEMD_UNIT=api.service "
+                   f"{tmp_path}/no-journal-yet"}
+        for name in ["fastapi_exporter_log_journal_lag_seconds",
+                     "fastapi_exporter_log_journal_cursor_lost_total"]:
+            assert values(first, name, "journal") == [(journal, 0)], name
 
         # Requests, an excluded path, a path over max_paths (which counts paths not from the
         # OpenAPI document) with a duration that is none, and a line of JSON cut short.

@@ -15,6 +15,7 @@ import subprocess
 import pytest
 
 from exporter import SOURCE, Exporter, descendants, wait_until
+from test_journal import JOURNAL_REMOTE, Journal
 from test_web_security import (PASSWORD, https_get, make_ca, make_cert, probe_over_https,
                                web_config)
 
@@ -48,8 +49,9 @@ def allowed_by_unit():
     return allowed - denied
 
 
-@pytest.mark.skipif(not shutil.which("strace") or not shutil.which("systemd-analyze"),
-                    reason="needs strace and systemd-analyze")
+@pytest.mark.skipif(not shutil.which("strace") or not shutil.which("systemd-analyze") or
+                    not os.access(JOURNAL_REMOTE, os.X_OK),
+                    reason="needs strace, systemd-analyze and systemd-journal-remote")
 def test_the_daemon_makes_no_call_its_unit_forbids(tmp_path):
     pki = tmp_path / "pki"
     pki.mkdir()
@@ -59,6 +61,12 @@ def test_the_daemon_makes_no_call_its_unit_forbids(tmp_path):
     web.write_text(web_config(pki))
     log = tmp_path / "access.log"
     log.write_text("")
+    # A journal source too: sd-journal's calls (mmap of the files, inotify) go through the
+    # same filter.
+    journal = Journal(tmp_path)
+    journal_file = tmp_path / "journal" / "system.journal"
+    journal_file.parent.mkdir()
+    journal.append(journal_file, [("self.service", "before the start")])
     config = f"""positions_file: {tmp_path}/positions.yaml
 services:
   - name: self
@@ -67,6 +75,8 @@ services:
       children: false
     access_logs:
       - path: {log}
+      - journal: {{unit: self.service, path: {journal_file.parent}}}
+        start_at: beginning
 """
     trace = tmp_path / "strace.txt"
     exporter = Exporter(tmp_path, config, [f"--web.config.file={web}"])
@@ -80,11 +90,15 @@ services:
     try:
         with open(log, "a") as f:
             f.write('{"endpoint":"/a/1","method":"GET","status_code":200,"duration_ms":5}\n')
+        journal.append(journal_file, [("self.service", '{"endpoint":"/j/1","method":"GET",'
+                                                       '"status_code":200,"duration_ms":5}')])
 
         def scraped():
             status, _, body, _ = https_get(exporter.port, "/metrics", pki, "prometheus", PASSWORD)
             return status == 200 and b'process_processes{service="self"} 1' in body and \
-                b"fastapi_requests_total{" in body
+                b"fastapi_requests_total{" in body and re.search(
+                    rb'fastapi_exporter_log_lines_total\{service="self",source="journal:[^}]*\} 2',
+                    body)
         wait_until(scraped, timeout=30, what="a full scrape")
         os.kill(daemon, signal.SIGHUP)
         wait_until(lambda: "reloaded" in exporter.log_path.read_text(), what="reload")

@@ -46,6 +46,7 @@ echo "--- dpkg -i"
 dpkg -i "$deb"
 getent passwd fastapi-exporter >/dev/null || fail "no fastapi-exporter user"
 id -nG fastapi-exporter | grep -qw adm || fail "fastapi-exporter is not in adm"
+id -nG fastapi-exporter | grep -qw systemd-journal || fail "fastapi-exporter is not in systemd-journal"
 [[ $(stat -c %U "/var/lib/fastapi-exporter") == fastapi-exporter ]] || fail "state folder owner"
 conffiles=$(dpkg-query -W -f='${Conffiles}' fastapi-exporter)
 for conf in /etc/fastapi-exporter/config.yaml /etc/default/fastapi-exporter; do
@@ -59,6 +60,11 @@ security=$(systemd-analyze security --offline=true "$unit" | tail -1)
 echo "$security"
 grep -Eq "level for fastapi-exporter.service: [0-9.]+ (OK|SAFE|PERFECT)" <<<"$security" ||
   fail "systemd-analyze security rates the unit worse than OK"
+# Not worse than the 1.9 it had before the journal source asked for systemd-journal.
+score=$(grep -Eo "[0-9]+\.[0-9]+" <<<"$security" | tail -1)
+awk -v s="$score" 'BEGIN { exit !(s <= 1.9) }' || fail "security exposure $score is worse than 1.9"
+grep -Eq "^SupplementaryGroups=.*\bsystemd-journal\b" "$unit" ||
+  fail "the unit does not run in group systemd-journal"
 
 echo "--- fastapi-exporter-routes"
 routes=$(fastapi-exporter-routes --app-dir "$source/examples/fastapi-app" app:app)
@@ -66,6 +72,30 @@ grep -qF "      - '/files/{file_path:path}'" <<<"$routes" || fail "route dump: $
 
 echo "--- check-config"
 fastapi-exporter --check-config /etc/fastapi-exporter/config.yaml
+
+echo "--- the system journal: readable through group systemd-journal only"
+if [[ -x /lib/systemd/systemd-journal-remote ]]; then
+  chmod 0711 "$work"
+  install -d -m 2750 -o root -g systemd-journal "$work/journal"
+  for i in 1 2 3; do
+    printf '__REALTIME_TIMESTAMP=170000000%d000000\n_SYSTEMD_UNIT=fastapi.service\n' "$i"
+    printf 'MESSAGE=INFO:     127.0.0.1:1 - "GET /items/%d HTTP/1.1" 200 OK\n\n' "$i"
+  done >"$work/export.txt"
+  /lib/systemd/systemd-journal-remote --output="$work/journal/system.journal" "$work/export.txt" \
+    2>/dev/null
+  chgrp systemd-journal "$work/journal/system.journal"
+  chmod 0640 "$work/journal/system.journal"
+  printf '%s\n' "positions_file: $work/positions.yaml" "services:" "  - name: api" \
+    "    access_logs:" "      - journal: {unit: fastapi.service, path: $work/journal}" \
+    "        format: uvicorn" >"$work/journal.yaml"
+  chmod 0644 "$work/journal.yaml"
+  read_journal=$(setpriv --reuid=fastapi-exporter --regid=fastapi-exporter --init-groups \
+    fastapi-exporter --config.file="$work/journal.yaml" --oneshot 2>&1)
+  grep -q '^fastapi_exporter_log_requests_total{service="api",.*} 3$' <<<"$read_journal" ||
+    fail "the installed user does not read the journal: $read_journal"
+else
+  echo "SKIP: systemd-journal-remote is not installed"
+fi
 
 echo "--- the unit's ExecStart, as its user, with ARGS from /etc/default"
 # A FastAPI app for the default config (every uvicorn process) to find.

@@ -195,5 +195,67 @@ TEST(ListenAddress, Forms) {
   EXPECT_THAT(problem, HasSubstr("brackets"));
 }
 
+TEST(Config, ReadsJournalSources) {
+  const LoadResult result = ParseConfig(R"(
+services:
+  - name: api
+    process: {systemd_unit: fastapi.service}
+    access_logs:
+      - journal: {unit: fastapi}
+        format: uvicorn
+      - journal:
+          syslog_identifier: gunicorn
+          match: [_SYSTEMD_UNIT=a.service, _TRANSPORT=stdout]
+          path: [/var/log/journal/x/system.journal, /tmp/y.journal]
+        start_at: beginning
+      - journal: {unit: web.socket, path: /var/log/journal}
+)");
+  ASSERT_TRUE(result.ok()) << FormatError("test", result.errors.front());
+  const auto& logs = result.config.services[0].access_logs;
+  ASSERT_EQ(logs.size(), 3u);
+  ASSERT_TRUE(logs[0].journal);
+  EXPECT_EQ(logs[0].path, "");
+  EXPECT_EQ(logs[0].journal->matches, std::vector<std::string>{"_SYSTEMD_UNIT=fastapi.service"});
+  EXPECT_TRUE(logs[0].journal->paths.empty());
+  EXPECT_EQ(SourceName(logs[0]), "journal:_SYSTEMD_UNIT=fastapi.service");
+  EXPECT_EQ(logs[1].journal->matches,
+            (std::vector<std::string>{"SYSLOG_IDENTIFIER=gunicorn", "_SYSTEMD_UNIT=a.service",
+                                      "_TRANSPORT=stdout"}));
+  EXPECT_EQ(logs[1].journal->paths.size(), 2u);
+  EXPECT_EQ(logs[1].start_at, StartAt::kBeginning);
+  EXPECT_EQ(logs[2].journal->paths, std::vector<std::string>{"/var/log/journal"});
+  EXPECT_EQ(SourceName(logs[2]), "journal:_SYSTEMD_UNIT=web.socket /var/log/journal");
+}
+
+TEST(Config, RejectsBrokenJournalSources) {
+  const std::string head = "services:\n  - name: api\n    process: {comm: x}\n    access_logs:\n";
+  struct Case {
+    std::string entry;
+    std::string key;
+    int line;
+    std::string says;
+  } cases[] = {
+      {"      - journal: {}\n", "services[0].access_logs[0].journal", 5, "give unit"},
+      {"      - journal: {match: [lower=x]}\n", "services[0].access_logs[0].journal.match[0]", 5,
+       "FIELD=value"},
+      {"      - journal: {unit: a/b}\n", "services[0].access_logs[0].journal.unit", 5,
+       "not a path"},
+      {"      - journal: {unit: a, path: relative}\n", "services[0].access_logs[0].journal.path", 5,
+       "absolute"},
+      {"      - journal: {unit: a, units: b}\n", "services[0].access_logs[0].journal.units", 5,
+       "unknown key"},
+      {"      - path: /x.log\n        journal: {unit: a}\n", "services[0].access_logs[0].journal",
+       6, "not both"},
+      {"      - journal: {unit: a}\n        envelope: docker\n",
+       "services[0].access_logs[0].envelope", 6, "does not apply"},
+  };
+  for (const auto& c : cases) {
+    const ConfigError error = OnlyError(head + c.entry);
+    EXPECT_EQ(error.key, c.key) << c.entry;
+    EXPECT_EQ(error.position.line, c.line) << c.entry;
+    EXPECT_THAT(error.message, HasSubstr(c.says)) << c.entry;
+  }
+}
+
 }  // namespace
 }  // namespace fastapi_exporter::config
