@@ -10,6 +10,7 @@ build_deps=(
   libspdlog-dev libfmt-dev libyaml-cpp-dev libre2-dev libcli11-dev
   libsimdjson-dev libsystemd-dev libssl-dev libcrypt-dev
   libcurl4-openssl-dev            # fetching the services' OpenAPI documents (routes_from)
+  libpcap-dev libhttp-parser-dev  # the wire source: capture, HTTP/1.x parsing
   dpkg-dev file                   # cpack -G DEB: dpkg-shlibdeps and its helpers
 )
 test_deps=(
