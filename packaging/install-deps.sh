@@ -24,7 +24,7 @@ test_deps=(
   logrotate                       # real copytruncate rotations (tests/integration/test_rotation.py)
 )
 
-bench_deps=(mtail prometheus-process-exporter wrk)  # the peers measured beside the exporter
+bench_deps=(mtail prometheus-process-exporter wrk tcpdump)  # the peers measured beside the exporter
 
 wanted=("${build_deps[@]}")
 [[ "${1:-}" == "--with-tests" ]] && wanted+=("${test_deps[@]}")
