@@ -11,8 +11,10 @@
 #include <vector>
 
 #include "collectors/wire/http_pairing.hpp"
+#include "collectors/wire/listening_ports.hpp"
 #include "collectors/wire/packet.hpp"
 #include "collectors/wire/tcp_reassembly.hpp"
+#include "config/config.hpp"
 
 namespace fastapi_exporter::wire {
 namespace {
@@ -513,6 +515,74 @@ TEST(Wire, RequestLineStartsAreTheMethodsHttpParserKnows) {
   EXPECT_FALSE(starts("GETX / HTTP/1.1"));
   EXPECT_FALSE(starts("GET"));
   EXPECT_FALSE(starts("HTTP/1.1 200 OK"));
+}
+
+TEST(WireConfig, ReadsEveryKeyAndDefaults) {
+  const config::LoadResult result = config::ParseConfig(R"(services:
+  - name: a
+    process: {comm: uvicorn}
+    wire: {}
+  - name: b
+    wire:
+      ports: [8000, 8001]
+      interface: lo
+      snap_length: 512
+      request_timeout: 30s
+      max_connections: 100
+)");
+  ASSERT_TRUE(result.ok()) << result.errors[0].message;
+  const auto& a = *result.config.services[0].wire;
+  EXPECT_TRUE(a.auto_ports);
+  EXPECT_EQ(a.interface, "any");
+  EXPECT_EQ(a.snap_length, 2048);
+  EXPECT_EQ(a.request_timeout, std::chrono::minutes(5));
+  const auto& b = *result.config.services[1].wire;
+  EXPECT_FALSE(b.auto_ports);
+  EXPECT_EQ(b.ports, (std::vector<uint16_t>{8000, 8001}));
+  EXPECT_EQ(b.interface, "lo");
+  EXPECT_EQ(b.snap_length, 512);
+  EXPECT_EQ(b.request_timeout, std::chrono::seconds(30));
+  EXPECT_EQ(b.max_connections, 100);
+}
+
+TEST(WireConfig, BadValuesNameTheirKeyAndLine) {
+  const config::LoadResult result = config::ParseConfig(R"(services:
+  - name: a
+    wire:
+      ports: [0, 70000]
+      snap_length: 10
+      colour: red
+  - name: b
+    wire: {ports: auto}
+)");
+  std::vector<std::string> keys;
+  for (const auto& error : result.errors) {
+    keys.push_back(error.key + ":" + std::to_string(error.position.line));
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{
+                      "services[0].wire.colour:6", "services[0].wire.ports[0]:4",
+                      "services[0].wire.ports[1]:4", "services[0].wire.snap_length:5",
+                      "services[1].wire.ports:8"}));
+}
+
+TEST(WireListeningPorts, OnlyListeningSocketsOfTheGivenInodes) {
+  // /proc/net/tcp6 as the kernel writes it (trimmed): 8000 listening (inode 111), 8001
+  // listening but another process's (222), 8002 established (333).
+  const std::string text =
+      "  sl  local_address                         remote_address                        st "
+      "tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+      "   0: 00000000000000000000000000000000:1F40 00000000000000000000000000000000:0000 0A "
+      "00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 "
+      "0\n"
+      "   1: 00000000000000000000000000000000:1F41 00000000000000000000000000000000:0000 0A "
+      "00000000:00000000 00:00000000 00000000     0        0 222 1 0000000000000000 100 0 0 10 "
+      "0\n"
+      "   2: 0000000000000000FFFF00000100007F:1F42 0000000000000000FFFF00000100007F:9C40 01 "
+      "00000000:00000000 00:00000000 00000000     0        0 333 1 0000000000000000 20 4 30 10 "
+      "-1\n";
+  std::vector<uint16_t> ports;
+  ParseListeningPorts(text, {111, 333}, ports);
+  EXPECT_EQ(ports, (std::vector<uint16_t>{8000}));
 }
 
 }  // namespace
