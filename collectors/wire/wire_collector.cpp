@@ -151,6 +151,8 @@ class Service final : public RequestSink {
   Service(const config::ServiceConfig& config, access_log::RequestStore& store, SelfFamilies& self,
           const process::ProcFs& procfs)
       : name_(config.name),
+        request_fingerprint_(config.request_fingerprint),
+        process_(config.process),
         config_(*config.wire),
         self_(self),
         normalizer_(config.routes, access_log::ExcludedPaths(config), config.max_paths),
@@ -215,8 +217,15 @@ class Service final : public RequestSink {
     self_.overflow.Remove(overflow_);
   }
 
+  // Whether `config` asks for exactly what this one does (then it is kept on reload).
+  bool Same(const config::ServiceConfig& config) const {
+    return config.name == name_ && config.request_fingerprint == request_fingerprint_ &&
+           config.process == process_;
+  }
+
   // Opens the capture; false (logged) when it cannot.
   bool Open() {
+    if (capture_) return true;
     CaptureOptions options;
     options.interface = config_.interface;
     options.snap_length = config_.snap_length;
@@ -326,6 +335,8 @@ class Service final : public RequestSink {
 
  private:
   std::string name_;
+  std::string request_fingerprint_;  // includes `wire:`
+  config::ProcessSelector process_;
   config::WireConfig config_;
   SelfFamilies& self_;
   access_log::RouteNormalizer normalizer_;
@@ -360,10 +371,25 @@ struct WireCollector::Impl {
        WireOptions options)
       : store(std::move(store)), self(registry), procfs(options.proc_root, options.cgroup_root) {}
 
+  // Services whose configuration did not change are kept, with their counters and their
+  // connections in flight; the others are built anew.
   void Build(const config::Config& config) {
+    std::vector<std::unique_ptr<Service>> previous = std::move(services);
     services.clear();
-    for (const auto& service : config.services) {
+    std::vector<std::unique_ptr<Service>> kept(config.services.size());
+    for (std::size_t i = 0; i < config.services.size(); ++i) {
+      for (auto& old : previous) {
+        if (old && old->Same(config.services[i])) kept[i] = std::move(old);
+      }
+    }
+    previous.clear();  // dropped series go before new ones are made
+    for (std::size_t i = 0; i < config.services.size(); ++i) {
+      const auto& service = config.services[i];
       if (!service.wire) continue;
+      if (kept[i]) {
+        services.push_back(std::move(kept[i]));
+        continue;
+      }
       if (!service.access_logs.empty()) {
         spdlog::info(
             "service {}: requests are read off the wire; its access_logs are not counted "

@@ -32,7 +32,8 @@ class WireCollector {
   bool empty() const;  // no service has `wire:`
   void Start();
   void Stop();
-  // Stops, rebuilds every wire service from `config` (their counters start again), starts.
+  // Stops, applies `config` (services whose configuration did not change keep their
+  // counters and connections), starts.
   void Reconfigure(const config::Config& config);
 
  private:

@@ -7,6 +7,7 @@ import collections
 import http.client
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -108,6 +109,23 @@ services:
                                           service=SERVICE) == counted,
                    timeout=20, what=f"{counted} requests read off the wire")
         samples = exporter.scrape()
+
+        # A reload with the same file keeps the wire's counters and goes on counting.
+        stamp = exporter.value("fastapi_exporter_config_last_reload_success_timestamp_seconds")
+        exporter.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: exporter.value(
+            "fastapi_exporter_config_last_reload_success_timestamp_seconds") != stamp,
+            what="the reload")
+        wait_until(lambda: exporter.value("fastapi_exporter_wire_ports", service=SERVICE) == 1,
+                   what="the port after the reload")
+        fresh = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        assert send(fresh, "POST", "/api/items") == 201
+        fresh.close()
+        wait_until(lambda: exporter.value("fastapi_exporter_wire_requests_total",
+                                          service=SERVICE) == counted + 1,
+                   what="the request after the reload")
+        assert exporter.value("fastapi_requests_total", service=SERVICE, method="POST",
+                              path="/api/items", status_code="201") == 7
 
     expected = collections.Counter()
     for method, _, status, times, route, _ in TRAFFIC:
