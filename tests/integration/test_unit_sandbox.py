@@ -70,6 +70,12 @@ services:
 """
     trace = tmp_path / "strace.txt"
     exporter = Exporter(tmp_path, config, [f"--web.config.file={web}"])
+    # The wire source's capture path too (as root: libpcap, its AF_PACKET ring, the filter),
+    # on the exporter's own port, where the scrapes below go.
+    exporter.config_path.write_text(config + f"""  - name: net
+    wire:
+      ports: [{exporter.port}]
+""")
     exporter.args = ["strace", "-f", "-qq", "-o", str(trace), *exporter.args]
     # LeakSanitizer cannot run under ptrace (it aborts at exit); the other tests check leaks.
     asan_options = os.environ.get("ASAN_OPTIONS", "")
@@ -84,7 +90,9 @@ services:
         def scraped():
             status, _, body, _ = https_get(exporter.port, "/metrics", pki, "prometheus", PASSWORD)
             return status == 200 and b'process_processes{service="self"} 1' in body and \
-                b"fastapi_requests_total{" in body
+                b"fastapi_requests_total{" in body and \
+                (os.geteuid() != 0 or b'fastapi_exporter_wire_capture_up{service="net"} 1' in body
+                 and b'fastapi_exporter_wire_packets_total{service="net"} 0' not in body)
         wait_until(scraped, timeout=30, what="a full scrape")
         os.kill(daemon, signal.SIGHUP)
         wait_until(lambda: "reloaded" in exporter.log_path.read_text(), what="reload")

@@ -220,3 +220,28 @@ services:
         assert process.returncode == 0, text
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def security_lines(root):
+    out = subprocess.run(["systemd-analyze", "security", "--offline=true", f"--root={root}",
+                          "--no-pager", "fastapi-exporter.service"],
+                         capture_output=True, text=True).stdout
+    return {line.split()[1]: line.split()[0] for line in out.splitlines()
+            if line[:1] in ("✓", "✗")}
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="needs systemd-analyze")
+def test_the_capture_drop_in_adds_cap_net_raw_and_af_packet_and_nothing_else(tmp_path):
+    from exporter import SOURCE
+    units = tmp_path / "etc" / "systemd" / "system"
+    (units / "fastapi-exporter.service.d").mkdir(parents=True)
+    shutil.copy(os.path.join(SOURCE, "systemd", "fastapi-exporter.service"), units)
+    without = security_lines(tmp_path)
+    shutil.copy(os.path.join(SOURCE, "systemd", "wire-capture.conf"),
+                units / "fastapi-exporter.service.d")
+    with_drop_in = security_lines(tmp_path)
+    assert without and without.keys() == with_drop_in.keys()
+    changed = {key for key in without if without[key] != with_drop_in[key]}
+    assert changed == {"CapabilityBoundingSet=~CAP_NET_(BIND_SERVICE|BROADCAST|RAW)",
+                       "RestrictAddressFamilies=~AF_PACKET"}
+    assert all(with_drop_in[key] == "✗" for key in changed)
