@@ -126,6 +126,7 @@ void TcpReassembler::Handle(const TcpSegment& segment) {
   const uint32_t end = segment.seq + segment.length + (fin ? 1 : 0);
   if (!half.seen || SeqAfter(end, half.end_seen)) half.end_seen = end;
   half.seen = true;
+  if (segment.length > 0) connection.carried_data = true;
 
   if (!connection.desynced && (segment.flags & kAck)) {
     if (!other.known && direction == Direction::kToServer) {
@@ -238,7 +239,8 @@ bool TcpReassembler::TryResync(Connection& connection, const TcpSegment& segment
 void TcpReassembler::Expire(int64_t now_us) {
   for (auto it = table_.begin(); it != table_.end();) {
     Connection& connection = it->second;
-    if (now_us - connection.last_us > options_.idle_timeout_us) {
+    if (now_us - connection.last_us >
+        (connection.carried_data ? options_.idle_timeout_us : options_.handshake_timeout_us)) {
       connection.consumer->OnClose(CloseReason::kIdle);
       ++stats_.connections_expired;
       it = table_.erase(it);

@@ -65,13 +65,16 @@ struct ReassemblyOptions {
   std::size_t max_connections = 65536;
   std::size_t max_queued_segments = 32;  // per direction, waiting behind a hole
   int64_t idle_timeout_us = 600'000'000;
+  // A connection that never carried a byte (a handshake only: a SYN flood, a port scan)
+  // goes sooner, so that it cannot hold the table for long.
+  int64_t handshake_timeout_us = 30'000'000;
 };
 
 struct ReassemblyStats {
   uint64_t segments = 0;  // TCP segments of the server ports handled
   uint64_t connections_opened = 0;
   uint64_t connections_refused = 0;  // not tracked: the table was full
-  uint64_t connections_expired = 0;  // idle for idle_timeout
+  uint64_t connections_expired = 0;  // idle for idle_timeout (handshake_timeout without data)
   uint64_t retransmitted = 0;        // segments whose bytes had all been delivered already
   uint64_t out_of_order = 0;         // segments that waited behind a hole
   std::array<uint64_t, kDesyncReasonCount> desyncs{};
@@ -123,6 +126,7 @@ class TcpReassembler {
     std::unique_ptr<StreamConsumer> consumer;
     std::array<Half, 2> halves;
     bool desynced = false;
+    bool carried_data = false;  // a segment with payload was seen
     int64_t last_us = 0;
   };
 

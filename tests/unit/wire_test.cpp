@@ -472,10 +472,12 @@ TEST(Wire, RequestsWithoutResponsesTimeOutAndIdleConnectionsExpire) {
   b.Handshake(1000);
   Result timed_out;
   const std::string path = file.Close();
-  // 301 s later: past the request timeout (300 s), not the idle timeout (600 s).
+  // 301 s later: past the request timeout (300 s), not the idle timeout (600 s); past the
+  // handshake timeout (30 s) of b, which never carried a byte.
   Replay(path, timed_out, 2000 + 301'000'000);
   EXPECT_EQ(timed_out.sink.unanswered[std::size_t(Unanswered::kTimeout)], 1u);
-  EXPECT_EQ(timed_out.open_connections, 2u);
+  EXPECT_EQ(timed_out.open_connections, 1u);
+  EXPECT_EQ(timed_out.stats.connections_expired, 1u);
   Result expired;
   Replay(path, expired, 2000 + 601'000'000);
   EXPECT_EQ(expired.sink.unanswered[std::size_t(Unanswered::kIdle)], 1u);
