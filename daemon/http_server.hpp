@@ -32,7 +32,9 @@ struct HttpServerOptions {
   // Called concurrently from server threads, with whether the scraper accepts gzip; may
   // answer plain text even then.
   std::function<MetricsBody(bool accepts_gzip)> render_metrics;
-  std::function<bool()> healthy;
+  // Called concurrently from server threads: empty when healthy, otherwise why not, which
+  // /healthz answers with 503.
+  std::function<std::string()> unhealthy_reason;
   int threads = 4;
   // Serve HTTPS with these settings instead of HTTP.
   std::shared_ptr<TlsServer> tls;

@@ -316,6 +316,7 @@ class Daemon {
       std::lock_guard lock(landing_mutex_);
       return landing_page_;
     };
+    http.unhealthy_reason = [this] { return access_logs_->Health(); };
     http.render_metrics = [this](bool accepts_gzip) {
       const auto started = std::chrono::steady_clock::now();
       fe::MetricsBody body{exposition_.Serve(accepts_gzip), accepts_gzip};

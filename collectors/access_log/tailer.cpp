@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
 
 #include <spdlog/spdlog.h>
 
@@ -796,6 +797,20 @@ bool Tailer::AllFoldersWatched() const {
   return true;
 }
 
+namespace {
+
+// Whether the stop event fired. Its failure is thrown: the one way to be told to stop is
+// gone, and reading on would be a thread nobody can stop (polling a descriptor that answers
+// at once, forever). The owner reports why the thread ended.
+bool StopRequested(const pollfd& stop) {
+  if (stop.revents & (POLLERR | POLLNVAL)) {
+    throw std::runtime_error("its stop event file descriptor failed");
+  }
+  return stop.revents & POLLIN;
+}
+
+}  // namespace
+
 void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
   Poll(true);
   if (after_pass) after_pass();
@@ -810,17 +825,24 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
     const int timeout_ms = backlog_ ? 0 : int(interval.count());
     pollfd fds[2] = {{stop_fd, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
     const int ready = ::poll(fds, inotify_fd_ >= 0 ? 2 : 1, timeout_ms);
-    if (ready < 0 && errno != EINTR) {
+    if (ready > 0 && StopRequested(fds[0])) break;
+    // The inotify descriptor itself failed (closed under us, or an error): like a failed
+    // poll, go on by polling. A closed one is not closed again: its number may be reused.
+    const bool inotify_lost =
+        ready > 0 && inotify_fd_ >= 0 && (fds[1].revents & (POLLERR | POLLNVAL));
+    if (inotify_lost && (fds[1].revents & POLLNVAL)) inotify_fd_ = -1;
+    if ((ready < 0 && errno != EINTR) || inotify_lost) {
       // Waiting failed: the files must still be read. Without inotify, and if even that
       // fails, by sleeping between passes and checking for the stop request directly.
-      const int error = errno;
+      const int error = inotify_lost ? EBADF : errno;
       if (!poll_failed) {
         spdlog::error("waiting for log changes failed ({}); polling every {} ms instead",
-                      std::strerror(error), options_.poll_interval.count());
+                      inotify_lost ? "the inotify descriptor failed" : std::strerror(error),
+                      options_.poll_interval.count());
       }
       poll_failed = true;
-      if (inotify_fd_ >= 0) {
-        ::close(inotify_fd_);
+      if (inotify_fd_ >= 0 || inotify_lost) {
+        if (inotify_fd_ >= 0) ::close(inotify_fd_);
         inotify_fd_ = -1;
         watches_.clear();
         interest_.clear();
@@ -838,13 +860,13 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
         ::nanosleep(&pause, nullptr);
       }
     }
-    if (ready > 0 && (fds[0].revents & POLLIN)) break;
     bool structural = false;
-    if (ready > 0 && inotify_fd_ >= 0 && (fds[1].revents & POLLIN)) {
-      // Let a burst of small writes gather: one pass for many writes costs far less CPU than
-      // a pass per write, and a few tens of milliseconds do not matter to a 15 s scrape.
-      pollfd stop = {stop_fd, POLLIN, 0};
-      if (!backlog_ && ::poll(&stop, 1, int(options_.batch_delay.count())) > 0) break;
+    bool relevant = ready <= 0 || backlog_;  // a timeout, a failed wait or more to read
+    // Reads every queued event: which ones change the set of files, and whether any is about
+    // the files or folders followed at all. Watching the folders above the logs (/tmp, /var)
+    // brings events about their other entries, such as a compiler's temporary files: those
+    // cost this read and nothing more, no pass over the files.
+    auto drain = [&] {
       for (;;) {
         const ssize_t n = ::read(inotify_fd_, events, sizeof events);
         if (n <= 0) break;
@@ -852,7 +874,9 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
           const auto* event = reinterpret_cast<const inotify_event*>(p);
           if (Matters(event->wd, event->mask,
                       event->len > 0 ? std::string_view(event->name, event->len) : "")) {
-            structural = true;
+            structural = relevant = true;
+          } else if (file_watch_users_.contains(event->wd)) {
+            relevant = true;  // a followed file was written
           }
           if (event->mask & IN_IGNORED) {
             std::erase_if(watches_,
@@ -863,10 +887,23 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
           p += sizeof(inotify_event) + event->len;
         }
       }
+    };
+    if (ready > 0 && inotify_fd_ >= 0 && (fds[1].revents & POLLIN)) {
+      drain();
+      // Let a burst of small writes gather: one pass for many writes costs far less CPU than
+      // a pass per write, and a few tens of milliseconds do not matter to a 15 s scrape.
+      pollfd stop = {stop_fd, POLLIN, 0};
+      if (relevant && !backlog_ && ::poll(&stop, 1, int(options_.batch_delay.count())) > 0 &&
+          StopRequested(stop)) {
+        break;
+      }
+      if (relevant && inotify_fd_ >= 0) drain();
     }
     const bool due = Clock::now() - last_rescan >= interval;
-    Poll(structural || due);
-    if (structural || due) last_rescan = Clock::now();
+    if (relevant || due) {
+      Poll(structural || due);
+      if (structural || due) last_rescan = Clock::now();
+    }
     if (after_pass) after_pass();
   }
 }

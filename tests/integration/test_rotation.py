@@ -188,7 +188,7 @@ def test_redirect_writer_under_logrotate_copytruncate(tmp_path):
             assert requests_total(exporter) == writer.written == 500 + 4 * 2100
             assert self_metric(exporter, "fastapi_exporter_log_truncations_total") == 4
             assert self_metric(exporter, "fastapi_exporter_log_parse_errors_total") == 0
-            assert self_metric(exporter, "fastapi_exporter_log_bytes_unread") == 0
+            assert self_metric(exporter, "fastapi_exporter_log_unread_bytes") == 0
     finally:
         writer.close()
     with open(log, "rb") as f:
