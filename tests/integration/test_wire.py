@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from exporter import BIN, Exporter, free_port, http_get, kill_tree, parse_samples, \
-    start_example_app, wait_until
+from exporter import BIN, SOURCE as SOURCE_DIR, Exporter, free_port, http_get, kill_tree, \
+    parse_samples, start_example_app, wait_until
 
 SERVICE = "api"
 
@@ -241,12 +241,11 @@ def security_lines(root):
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="needs systemd-analyze")
 def test_the_capture_drop_in_adds_cap_net_raw_and_af_packet_and_nothing_else(tmp_path):
-    from exporter import SOURCE
     units = tmp_path / "etc" / "systemd" / "system"
     (units / "fastapi-exporter.service.d").mkdir(parents=True)
-    shutil.copy(os.path.join(SOURCE, "systemd", "fastapi-exporter.service"), units)
+    shutil.copy(os.path.join(SOURCE_DIR, "systemd", "fastapi-exporter.service"), units)
     without = security_lines(tmp_path)
-    shutil.copy(os.path.join(SOURCE, "systemd", "wire-capture.conf"),
+    shutil.copy(os.path.join(SOURCE_DIR, "systemd", "wire-capture.conf"),
                 units / "fastapi-exporter.service.d")
     with_drop_in = security_lines(tmp_path)
     assert without and without.keys() == with_drop_in.keys()
@@ -254,3 +253,38 @@ def test_the_capture_drop_in_adds_cap_net_raw_and_af_packet_and_nothing_else(tmp
     assert changed == {"CapabilityBoundingSet=~CAP_NET_(BIND_SERVICE|BROADCAST|RAW)",
                        "RestrictAddressFamilies=~AF_PACKET"}
     assert all(with_drop_in[key] == "✗" for key in changed)
+
+
+def test_wire_families_are_named_well_and_counters_start_at_zero(tmp_path):
+    import re
+    from test_metric_names import families_of, samples_of, values
+    config = f"""
+services:
+  - name: {SERVICE}
+    wire:
+      ports: [{free_port()}]
+"""
+    with Exporter(tmp_path, config) as exporter:
+        text = exporter.scrape_text()
+    names = set()
+    for path in ("wire_collector.cpp",):
+        source = open(os.path.join(SOURCE_DIR, "collectors", "wire", path)).read()
+        names |= set(re.findall(r'"(fastapi_exporter_wire_[a-z_]+)"', source))
+    assert names and names <= families_of(text), sorted(names - families_of(text))
+    first = samples_of(text)
+    service = {"service": SERVICE}
+    assert sorted(l["reason"] for l, v in values(first, "fastapi_exporter_wire_resyncs_total")
+                  if v == 0) == sorted(["mid_stream", "gap", "unparsable", "snap_length",
+                                        "request_timeout"])
+    assert sorted(l["reason"] for l, v in values(
+        first, "fastapi_exporter_wire_requests_unanswered_total") if v == 0) == sorted(
+        ["closed", "desync", "timeout", "idle"])
+    assert sorted(l["direction"] for l, v in values(
+        first, "fastapi_exporter_wire_unparsable_streams_total") if v == 0) == [
+        "request", "response"]
+    for name in ("fastapi_exporter_wire_requests_total", "fastapi_exporter_wire_kernel_drops_total",
+                 "fastapi_exporter_wire_connections_untracked_total"):
+        assert values(first, name) == [(service, 0)], name
+    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                            text=True, timeout=30)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
