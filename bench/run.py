@@ -786,6 +786,104 @@ def bench_app_cost(folder):
         app.wait()
 
 
+def start_uvicorn(port, *extra):
+    app = subprocess.Popen(["/usr/bin/python3", "-m", "uvicorn", "app:app", "--host", "127.0.0.1",
+                            "--port", str(port), "--no-access-log", *extra],
+                           cwd=os.path.join(ROOT, "examples", "fastapi-app"),
+                           env=dict(os.environ, ACCESS_LOG=os.devnull), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    if not wait_for(lambda: _http_ok(f"http://127.0.0.1:{port}/health"), 30):
+        raise RuntimeError("uvicorn did not come up")
+    return app
+
+
+def bench_wire(folder):
+    """The wire source (needs root): CPU per 1,000 requests/s captured beside tcpdump writing
+    the same traffic to /dev/null in the same run; kernel drops at the highest rate wrk
+    reaches here; memory with 10,000 idle keep-alive connections."""
+    if not selected("wire"):
+        return
+    if os.geteuid() != 0 or not shutil.which("tcpdump"):
+        print("wire: skipped (needs root and tcpdump)", flush=True)
+        return
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    idle = min(10_000, (hard - 200) // 2)  # this side and uvicorn's each hold one per connection
+    port = free_port()
+    app = start_uvicorn(port, "--workers", "2", "--timeout-keep-alive", "600")
+    try:
+        exporter, url = start_exporter(folder, f"""services:
+  - name: api
+    wire: {{ports: [{port}]}}
+""")
+        wait_for(lambda: metric_sum(get(url), "fastapi_exporter_wire_capture_up") == 1, 10)
+        tcpdump = subprocess.Popen(["tcpdump", "-i", "any", "-s", "2048", "-w", "/dev/null",
+                                    f"tcp port {port}"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        seconds = 5 if QUICK else 10
+        before = (cpu_seconds(exporter.process.pid), cpu_seconds(tcpdump.pid),
+                  metric_sum(get(url), "fastapi_exporter_wire_requests_total"))
+        out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s",
+                              f"http://127.0.0.1:{port}/api/users/7"],
+                             capture_output=True, text=True).stdout
+        rate = float(next(line.split()[1] for line in out.splitlines()
+                          if line.startswith("Requests/sec")))
+        time.sleep(0.5)
+        after = (cpu_seconds(exporter.process.pid), cpu_seconds(tcpdump.pid),
+                 metric_sum(get(url), "fastapi_exporter_wire_requests_total"))
+        tcpdump.send_signal(signal.SIGINT)
+        tcpdump.wait()
+        text = get(url)
+        ours = (after[0] - before[0]) / seconds / (rate / 1000)
+        peer = (after[1] - before[1]) / seconds / (rate / 1000)
+        counted = after[2] - before[2]
+        drops = metric_sum(text, "fastapi_exporter_wire_kernel_drops_total")
+        resyncs = metric_sum(text, "fastapi_exporter_wire_resyncs_total")
+        print(f"{'wire rate':28} wrk {rate:.0f} req/s over {seconds} s, counted "
+              f"{counted:.0f} of ~{rate * seconds:.0f}, kernel drops {drops:.0f}, "
+              f"resyncs {resyncs:.0f}", flush=True)
+        report("wire_cpu", "CPU (cores) per 1,000 requests/s captured, beside tcpdump -w "
+               "/dev/null on the same traffic", ours, peer, "cores/1k rps", False, "<= 3x tcpdump")
+        results["wire_rate"] = {"rate": rate, "counted": counted, "kernel_drops": drops,
+                                "resyncs": resyncs}
+
+        # `idle` (10,000 where the fd limit allows) idle keep-alive connections, each after one
+        # request.
+        rss_before = rss_bytes(exporter.process.pid)
+        sockets = []
+        request = f"GET /api/users/7 HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n".encode()
+        for _ in range(idle):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(request)
+            sockets.append(s)
+        for s in sockets:
+            s.settimeout(30)
+            s.recv(65536)
+        time.sleep(2.5)
+        text = get(url)
+        rss_after = rss_bytes(exporter.process.pid)
+        tracked = metric_sum(text, "fastapi_exporter_wire_connections")
+        print(f"{'wire idle connections':28} {tracked:.0f} tracked; RSS {rss_before / 1e6:.1f} -> "
+              f"{rss_after / 1e6:.1f} MB ({(rss_after - rss_before) / max(tracked, 1):.0f} "
+              f"bytes per connection)", flush=True)
+        results["wire_idle"] = {"connections": tracked, "rss_before": rss_before,
+                                "rss_after": rss_after}
+        for s in sockets:
+            s.close()
+        exporter.stop()
+    finally:
+        kill = [app.pid] + [int(c) for c in open(f"/proc/{app.pid}/task/{app.pid}/children")
+                            .read().split()]
+        for pid in reversed(kill):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        app.wait()
+
+
 def bench_tls(folder):
     """Scrape latency over HTTPS beside plain HTTP, same exporter build, same run (curl)."""
     if not selected("tls"):
@@ -825,6 +923,10 @@ def bench_tls(folder):
 
 
 def main():
+    if ONLY == ["wire"]:
+        with tempfile.TemporaryDirectory(prefix="fe-bench-") as folder:
+            bench_wire(folder)
+        return
     for tool in ("mtail", "prometheus-process-exporter", "wrk"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: apt-get install mtail prometheus-process-exporter wrk")
@@ -847,6 +949,7 @@ def main():
         bench_cardinality(folder)
         bench_stop(folder, logs)
         bench_app_cost(folder)
+        bench_wire(folder)
     with open(os.path.join(ROOT, "build", "bench-results.json"), "w") as f:
         json.dump(results, f, indent=2)
 

@@ -438,6 +438,59 @@ void ReadRoutesFrom(SchemaReader& reader, const SchemaReader::Entry& entry, cons
   routes_from = from;
 }
 
+void ReadWire(SchemaReader& reader, const SchemaReader::Entry& entry, const std::string& path,
+              std::optional<WireConfig>& wire) {
+  WireConfig config;
+  config.position = PositionOf(entry.key);
+  if (entry.value.IsNull()) {  // `wire:` alone: every default
+    wire = config;
+    return;
+  }
+  auto entries =
+      reader.Mapping(entry.value, entry.key, path,
+                     {"ports", "interface", "snap_length", "request_timeout", "max_connections"});
+  if (!entries) return;
+  for (const auto& [name, item] : *entries) {
+    const std::string key_path = path + "." + name;
+    if (name == "ports") {
+      if (item.value.IsScalar() && item.value.Scalar() == "auto") continue;
+      auto ports = reader.NumberList(item, key_path);
+      if (!ports) continue;
+      config.auto_ports = false;
+      if (ports->empty()) reader.Error(item.key, key_path, "needs at least one port, or auto");
+      for (std::size_t i = 0; i < ports->size(); ++i) {
+        const double port = (*ports)[i];
+        if (port < 1 || port > 65535 || port != double(int(port))) {
+          reader.Error(item.value[i], key_path + "[" + std::to_string(i) + "]",
+                       "must be a TCP port from 1 to 65535");
+        } else {
+          config.ports.push_back(uint16_t(port));
+        }
+      }
+    } else if (name == "interface") {
+      if (auto interface = reader.NonEmptyString(item, key_path)) config.interface = *interface;
+    } else if (name == "snap_length") {
+      if (auto length = reader.Integer(item, key_path, 256, 65535))
+        config.snap_length = int(*length);
+    } else if (name == "request_timeout") {
+      auto text = reader.NonEmptyString(item, key_path);
+      if (!text) continue;
+      const auto timeout = ParseDurationText(*text);
+      if (!timeout || *timeout < std::chrono::seconds(1) || *timeout > std::chrono::hours(24)) {
+        reader.Error(item.key, key_path,
+                     "must be a duration from 1s to 24h such as 30s or 5m, got '" + *text + "'");
+      } else {
+        config.request_timeout = *timeout;
+      }
+    } else if (name == "max_connections") {
+      if (auto max = reader.Integer(item, key_path, 16, 10000000)) {
+        config.max_connections = int(*max);
+      }
+    }
+  }
+  wire = config;
+}
+
 void ReadBuckets(SchemaReader& reader, const SchemaReader::Entry& entry, const std::string& path,
                  std::vector<double>& buckets) {
   auto values = reader.NumberList(entry, path);
@@ -514,7 +567,7 @@ void ReadServices(SchemaReader& reader, const SchemaReader::Entry& services_entr
     const std::string path = "services[" + std::to_string(i) + "]";
     auto entries = reader.Mapping(item, item, path,
                                   {"name", "process", "access_logs", "routes", "routes_from",
-                                   "exclude_paths", "max_paths", "buckets"});
+                                   "exclude_paths", "max_paths", "buckets", "wire"});
     if (!entries) continue;
     ServiceConfig service;
     service.position = PositionOf(item);
@@ -564,15 +617,22 @@ void ReadServices(SchemaReader& reader, const SchemaReader::Entry& services_entr
         }
       } else if (name == "buckets") {
         ReadBuckets(reader, entry, path + ".buckets", service.buckets);
+      } else if (name == "wire") {
+        ReadWire(reader, entry, path + ".wire", service.wire);
+        if (service.wire && service.wire->auto_ports && !item["process"]) {
+          reader.Error(entry.key, path + ".wire.ports",
+                       "auto needs the service's processes: add a process selector, or list the "
+                       "ports");
+        }
       }
     }
     bool has_name = false;
     for (const auto& entry : *entries) has_name |= (entry.first == "name");
     if (!has_name) reader.Error(item, path + ".name", "missing: every service needs a name");
-    if (!has_process && !has_access_logs) {
+    if (!has_process && !has_access_logs && !service.wire) {
       reader.Error(item, path + ".process",
                    "missing: every service needs a process selector "
-                   "(pidfile, pid, systemd_unit, cmdline or comm) or access_logs");
+                   "(pidfile, pid, systemd_unit, cmdline or comm), access_logs or wire");
     }
     services.push_back(std::move(service));
   }

@@ -101,12 +101,27 @@ struct RoutesFrom {
   SourcePosition position;
 };
 
+// Requests read off the network (collectors/wire/): the service's HTTP/1.x traffic on its
+// TCP ports, captured with libpcap. Needs CAP_NET_RAW; see docs/wire.md.
+struct WireConfig {
+  bool auto_ports = true;       // the ports the service's processes listen on
+  std::vector<uint16_t> ports;  // when not auto
+  std::string interface = "any";
+  int snap_length = 2048;  // bytes kept of each packet: link, IP and TCP headers, HTTP heads
+  std::chrono::milliseconds request_timeout{5 * 60 * 1000};  // then counted unanswered
+  int max_connections = 65536;
+  SourcePosition position;
+};
+
 struct ServiceConfig {
   std::string name;  // the value of the `service` label
   ProcessSelector process;
   std::vector<AccessLogConfig> access_logs;
   std::vector<RouteTemplate> routes;  // first match wins, before discovered routes
   std::optional<RoutesFrom> routes_from;
+  // When set, the wire feeds the service's request metrics and its access_logs are not read
+  // (docs/wire.md says why).
+  std::optional<WireConfig> wire;
   std::vector<std::string> exclude_paths;  // not counted at all
   int max_paths = 200;                     // distinct `path` values; beyond it, "__other__"
   std::vector<double> buckets{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0};

@@ -19,6 +19,7 @@
 #include "collectors/access_log/openapi_routes.hpp"
 #include "collectors/exposition.hpp"
 #include "collectors/process/process_collector.hpp"
+#include "collectors/wire/wire_collector.hpp"
 #include "config/config.hpp"
 #include "config/listen_address.hpp"
 #include "config/web_config.hpp"
@@ -175,6 +176,10 @@ class Daemon {
         fe::process::ProcessCollectorOptions{flags_.proc_root, flags_.cgroup_root});
     exposition_.Register(processes_);
     access_logs_->Start();
+    wire_ = std::make_unique<fe::wire::WireCollector>(
+        config, *requests_registry_, access_logs_->request_store(),
+        fe::wire::WireOptions{flags_.proc_root, flags_.cgroup_root});
+    wire_->Start();
     SetLandingPage(config);
 
     if (!StartServer(config, web_security, problem)) {
@@ -194,6 +199,7 @@ class Daemon {
     sd_notify(0, "STOPPING=1");
     server_->Stop();       // no scrape is accepted any more
     access_logs_->Stop();  // finishes the lines in hand and saves positions
+    wire_->Stop();
     if (access_logs_->empty()) {
       spdlog::info("stopped");
     } else {
@@ -292,6 +298,7 @@ class Daemon {
     }
     processes_->Reconfigure(config.services);
     access_logs_->Reconfigure(config);
+    wire_->Reconfigure(config);
     SetLandingPage(config);
     spdlog::info("reloaded {}: {} service(s){}", flags_.config_file, config.services.size(),
                  restart_server ? ", listening on " + config.web.listen_address : "");
@@ -387,6 +394,7 @@ class Daemon {
   prometheus::Gauge* reload_timestamp_ = nullptr;
   std::unique_ptr<fe::access_log::AccessLogCollector> access_logs_;
   std::shared_ptr<fe::process::ProcessCollector> processes_;
+  std::unique_ptr<fe::wire::WireCollector> wire_;
   std::shared_ptr<fe::TlsServer> tls_;
   std::unique_ptr<fe::HttpServer> server_;
   std::mutex landing_mutex_;

@@ -10,6 +10,7 @@ build_deps=(
   libspdlog-dev libfmt-dev libyaml-cpp-dev libre2-dev libcli11-dev
   libsimdjson-dev libsystemd-dev libssl-dev libcrypt-dev
   libcurl4-openssl-dev            # fetching the services' OpenAPI documents (routes_from)
+  libpcap-dev libhttp-parser-dev  # the wire source: capture, HTTP/1.x parsing
   dpkg-dev file                   # cpack -G DEB: dpkg-shlibdeps and its helpers
 )
 test_deps=(
@@ -25,7 +26,7 @@ test_deps=(
   systemd-journal-remote          # real journal files for the journal source's tests
 )
 
-bench_deps=(mtail prometheus-process-exporter wrk)  # the peers measured beside the exporter
+bench_deps=(mtail prometheus-process-exporter wrk tcpdump)  # the peers measured beside the exporter
 
 wanted=("${build_deps[@]}")
 [[ "${1:-}" == "--with-tests" ]] && wanted+=("${test_deps[@]}")

@@ -179,8 +179,8 @@ std::string Printable(std::string_view line) {
   return out;
 }
 
-// exclude_paths, and the path of the service's OpenAPI document when the exporter fetches
-// it: its own requests are not the service's traffic.
+}  // namespace
+
 std::vector<std::string> ExcludedPaths(const config::ServiceConfig& config) {
   std::vector<std::string> paths = config.exclude_paths;
   if (config.routes_from && !config.routes_from->openapi_url.empty()) {
@@ -193,6 +193,8 @@ std::vector<std::string> ExcludedPaths(const config::ServiceConfig& config) {
   }
   return paths;
 }
+
+namespace {
 
 class TailerState final : public TailerObserver {
  public:
@@ -455,6 +457,12 @@ class FileSink final : public LineSink {
 
 }  // namespace
 
+// A service with `wire:` has its requests counted from the network, never from both
+// sources (docs/wire.md says why).
+static bool ReadsLogs(const config::ServiceConfig& config) {
+  return !config.access_logs.empty() && !config.wire;
+}
+
 struct AccessLogCollector::Impl {
   Impl(const config::Config& config, prometheus::Registry& registry, AccessLogOptions options)
       : options(options),
@@ -491,7 +499,7 @@ struct AccessLogCollector::Impl {
         return old && old->name == service_config.name &&
                old->request_fingerprint == service_config.request_fingerprint;
       });
-      if (service == services.end() || service_config.access_logs.empty()) continue;
+      if (service == services.end() || !ReadsLogs(service_config)) continue;
       kept_services[s] = std::move(*service);
       kept_sources[s].resize(service_config.access_logs.size());
       for (std::size_t l = 0; l < service_config.access_logs.size(); ++l) {
@@ -512,7 +520,7 @@ struct AccessLogCollector::Impl {
     std::vector<SourceState*> next_sources;
     for (std::size_t s = 0; s < config.services.size(); ++s) {
       const auto& service_config = config.services[s];
-      if (service_config.access_logs.empty()) continue;
+      if (!ReadsLogs(service_config)) continue;
       auto service = std::move(kept_services[s]);
       if (!service) service = std::make_unique<ServiceState>(service_config, *store, self);
       kept_sources[s].resize(service_config.access_logs.size());
@@ -708,6 +716,10 @@ bool AccessLogCollector::empty() const {
 }
 
 std::shared_ptr<TextSource> AccessLogCollector::request_metrics() const {
+  return impl_->store;
+}
+
+std::shared_ptr<RequestStore> AccessLogCollector::request_store() const {
   return impl_->store;
 }
 

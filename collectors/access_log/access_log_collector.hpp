@@ -24,6 +24,12 @@ struct AccessLogOptions {
   std::chrono::milliseconds save_interval{5000};
 };
 
+// exclude_paths, and the path of the service's OpenAPI document when the exporter fetches
+// it: its own requests are not the service's traffic. Shared with the wire source.
+std::vector<std::string> ExcludedPaths(const config::ServiceConfig& config);
+
+class RequestStore;
+
 class AccessLogCollector {
  public:
   // Registers the self-metrics of every configured access log in `registry`.
@@ -36,6 +42,8 @@ class AccessLogCollector {
   // fastapi_requests_total and fastapi_request_duration_seconds, to register with the
   // exposition (the self-metrics are in the registry given to the constructor).
   std::shared_ptr<TextSource> request_metrics() const;
+  // The same store, for the other sources of request metrics (the wire).
+  std::shared_ptr<RequestStore> request_store() const;
 
   // Follows the logs on a thread of its own, resuming from the positions file.
   void Start();

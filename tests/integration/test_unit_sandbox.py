@@ -16,6 +16,7 @@ import pytest
 
 from exporter import SOURCE, Exporter, descendants, wait_until
 from test_journal import JOURNAL_REMOTE, Journal
+from test_wire import has_net_raw
 from test_web_security import (PASSWORD, https_get, make_ca, make_cert, probe_over_https,
                                web_config)
 
@@ -80,6 +81,12 @@ services:
 """
     trace = tmp_path / "strace.txt"
     exporter = Exporter(tmp_path, config, [f"--web.config.file={web}"])
+    # The wire source's capture path too (as root: libpcap, its AF_PACKET ring, the filter),
+    # on the exporter's own port, where the scrapes below go.
+    exporter.config_path.write_text(config + f"""  - name: net
+    wire:
+      ports: [{exporter.port}]
+""")
     exporter.args = ["strace", "-f", "-qq", "-o", str(trace), *exporter.args]
     # LeakSanitizer cannot run under ptrace (it aborts at exit); the other tests check leaks.
     asan_options = os.environ.get("ASAN_OPTIONS", "")
@@ -98,7 +105,9 @@ services:
             return status == 200 and b'process_processes{service="self"} 1' in body and \
                 b"fastapi_requests_total{" in body and re.search(
                     rb'fastapi_exporter_log_lines_total\{service="self",source="journal:[^}]*\} 2',
-                    body)
+                    body) and \
+                (not has_net_raw() or b'fastapi_exporter_wire_capture_up{service="net"} 1' in body
+                 and b'fastapi_exporter_wire_packets_total{service="net"} 0' not in body)
         wait_until(scraped, timeout=30, what="a full scrape")
         os.kill(daemon, signal.SIGHUP)
         wait_until(lambda: "reloaded" in exporter.log_path.read_text(), what="reload")
