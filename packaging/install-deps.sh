@@ -11,7 +11,9 @@ build_deps=(
   libsimdjson-dev libsystemd-dev libssl-dev libcrypt-dev
   libcurl4-openssl-dev            # fetching the services' OpenAPI documents (routes_from)
   dpkg-dev file                   # cpack -G DEB: dpkg-shlibdeps and its helpers
+  libjs-dygraphs                  # the live view's charts, embedded in the binary
 )
+run_deps=(python3-fastapi python3-uvicorn)  # make run: the example FastAPI app
 test_deps=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   prometheus                      # promtool, and a real Prometheus for end-to-end tests
@@ -21,11 +23,13 @@ test_deps=(
   lintian systemd strace          # package checks: lintian, systemd-analyze; the unit's syscall filter
   clang-14 libclang-rt-14-dev     # libFuzzer targets (tests/fuzz)
   logrotate                       # real copytruncate rotations (tests/integration/test_rotation.py)
+  chromium                        # the live view's browser test (headless)
 )
 
 bench_deps=(mtail prometheus-process-exporter wrk)  # the peers measured beside the exporter
 
 wanted=("${build_deps[@]}")
+[[ "${1:-}" == "--with-run" ]] && wanted+=("${run_deps[@]}")
 [[ "${1:-}" == "--with-tests" ]] && wanted+=("${test_deps[@]}")
 [[ "${1:-}" == "--with-bench" ]] && wanted+=("${test_deps[@]}" "${bench_deps[@]}")
 
