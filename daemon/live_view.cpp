@@ -539,7 +539,40 @@ bool LiveView::Handle(std::string_view path, std::string_view query, WebResponse
     }
     return false;
   };
-  if (path == "/") return asset("index.html", "text/html; charset=utf-8");
+  if (path == "/") {
+    if (!asset("index.html", "text/html; charset=utf-8")) return false;
+    // The link to the metrics works without script: the telemetry path, escaped, in place.
+    std::string telemetry_path;
+    {
+      std::lock_guard lock(mutex_);
+      telemetry_path = options_.telemetry_path;
+    }
+    std::string escaped;
+    for (const char c : telemetry_path) {
+      switch (c) {
+        case '&':
+          escaped += "&amp;";
+          break;
+        case '<':
+          escaped += "&lt;";
+          break;
+        case '>':
+          escaped += "&gt;";
+          break;
+        case '"':
+          escaped += "&quot;";
+          break;
+        default:
+          escaped += c;
+      }
+    }
+    const std::string_view placeholder = "href=\"/metrics\"";
+    const std::size_t at = response.body.find(placeholder);
+    if (at != std::string::npos) {
+      response.body.replace(at, placeholder.size(), "href=\"" + escaped + "\"");
+    }
+    return true;
+  }
   if (path.starts_with("/static/")) {
     const std::string_view name = path.substr(8);
     if (name.ends_with(".js")) return asset(name, "text/javascript; charset=utf-8");

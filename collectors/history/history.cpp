@@ -40,6 +40,7 @@ void ServiceHistory::Add(double t, const Totals& totals) {
     bounds_ = bounds;
     values_.assign(capacity_ * fields_, 0.0f);
     newest_.clear();
+    previous_.clear();
     head_ = 0;
     count_ = 0;
     route_snapshots_.clear();
@@ -50,16 +51,28 @@ void ServiceHistory::Add(double t, const Totals& totals) {
       slot[f] = float(now[f]);
       continue;
     }
-    if (newest_.empty() || std::isnan(newest_[f]) || std::isnan(now[f])) {
+    if (previous_.empty() || std::isnan(previous_[f]) || std::isnan(now[f])) {
       // No previous value to count from: the chain of increases starts here.
       slot[f] = std::numeric_limits<float>::quiet_NaN();
     } else {
       // Prometheus' reset rule: a drop means the counter started again from zero.
-      slot[f] = float(now[f] >= newest_[f] ? now[f] - newest_[f] : now[f]);
+      slot[f] = float(now[f] >= previous_[f] ? now[f] - previous_[f] : now[f]);
+    }
+  }
+  if (newest_.size() != fields_) newest_.assign(fields_, kNaN);
+  for (std::size_t f = 0; f < fields_; ++f) {
+    // The sum of the increases as stored, so that taking them away again in Field() comes
+    // back to the chain's first value exactly (sums of floats are exact in a double over
+    // 29 binary orders of magnitude): a counter that started at 0 is rebuilt as 0, not as
+    // -1e-17, which would change how rate() extrapolates to the window's start.
+    if (f == kResident || std::isnan(slot[f])) {
+      newest_[f] = now[f];
+    } else {
+      newest_[f] += double(slot[f]);
     }
   }
   times_[head_] = t;
-  newest_ = std::move(now);
+  previous_ = std::move(now);
   head_ = (head_ + 1) % capacity_;
   count_ = std::min(count_ + 1, capacity_);
 
@@ -109,6 +122,8 @@ std::vector<Point> ServiceHistory::Field(std::size_t field, double from, double 
       const float increase = values_[slot * fields_ + field];
       if (std::isnan(increase)) break;  // what came before is not known
       value -= double(increase);
+      // What the sums did not keep exactly: a value within rounding of zero is zero.
+      if (std::fabs(value) <= 1e-12 * std::fabs(newest_[field])) value = 0;
     }
   }
   std::reverse(points.begin(), points.end());
@@ -248,7 +263,8 @@ std::size_t ServiceHistory::samples() const {
 std::size_t ServiceHistory::memory_bytes() const {
   std::lock_guard lock(mutex_);
   std::size_t bytes = sizeof *this + times_.capacity() * sizeof(double) +
-                      values_.capacity() * sizeof(float) + newest_.capacity() * sizeof(double);
+                      values_.capacity() * sizeof(float) +
+                      (newest_.capacity() + previous_.capacity()) * sizeof(double);
   auto routes_bytes = [](const std::map<std::string, RouteTotals>& routes) {
     std::size_t total = 0;
     for (const auto& [route, values] : routes) {

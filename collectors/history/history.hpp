@@ -132,11 +132,12 @@ class ServiceHistory {
   std::size_t fields_ = 0;  // kBuckets + bounds + 1; 0 before the first sample
   std::vector<double> bounds_;
   std::vector<double> configured_bounds_;
-  std::vector<double> times_;   // capacity_
-  std::vector<float> values_;   // capacity_ x fields_ (allocated on the first sample)
-  std::vector<double> newest_;  // the newest totals, fields_
-  std::vector<bool> present_;   // CPU and memory: whether the newest sample had them
-  std::size_t head_ = 0;        // the next slot written
+  std::vector<double> times_;     // capacity_
+  std::vector<float> values_;     // capacity_ x fields_ (allocated on the first sample)
+  std::vector<double> newest_;    // the newest values rebuilt from the increases, fields_
+  std::vector<double> previous_;  // the newest totals as read, fields_
+  std::vector<bool> present_;     // CPU and memory: whether the newest sample had them
+  std::size_t head_ = 0;          // the next slot written
   std::size_t count_ = 0;
   struct RouteSnapshot {
     double t = 0;

@@ -111,6 +111,22 @@ TEST(ServiceHistory, PanelValuesOfSteadyTraffic) {
   EXPECT_DOUBLE_EQ(values.resident_bytes, 1020);
 }
 
+TEST(ServiceHistory, ACounterFromZeroIsRebuiltAsZero) {
+  // Duration sums of 0.0123 s per request have no exact float: were the first value rebuilt
+  // as -1e-17 rather than 0, rate() would extrapolate the sum (not the count) by half an
+  // interval past the history's start, and the average would be 5% off.
+  ServiceHistory history(HistoryOptions{1, 60, 60, 64});
+  for (int t = 0; t <= 10; ++t) {
+    Totals totals = SteadyTotals(2.0 * t);
+    totals.duration_sum = 0.0123 * 2.0 * t;
+    history.Add(t, totals);
+  }
+  // A minute's window over 10 s of history that starts at zero: 20 requests / 60 s.
+  const PanelValues values = history.ValuesAt(10, 60);
+  EXPECT_DOUBLE_EQ(values.requests_per_second, 20.0 / 60);
+  EXPECT_NEAR(values.average_duration_seconds, 0.0123, 0.0123 * 1e-6);
+}
+
 TEST(ServiceHistory, AResetCountsFromZero) {
   ServiceHistory history(HistoryOptions{1, 60, 60, 64});
   const double requests[] = {0, 10, 20, 30, 5, 15};
