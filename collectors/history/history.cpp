@@ -44,6 +44,8 @@ void ServiceHistory::Add(double t, const Totals& totals) {
     head_ = 0;
     count_ = 0;
     route_snapshots_.clear();
+    route_names_.clear();
+    route_previous_.clear();
   }
   float* slot = &values_[head_ * fields_];
   for (std::size_t f = 0; f < fields_; ++f) {
@@ -76,27 +78,46 @@ void ServiceHistory::Add(double t, const Totals& totals) {
   head_ = (head_ + 1) % capacity_;
   count_ = std::min(count_ + 1, capacity_);
 
-  route_latest_.t = t;
-  route_latest_.routes = totals.routes;
-  if (route_latest_.routes.size() > options_.max_routes) {
-    // The busiest ones are kept.
-    std::vector<std::pair<double, std::string>> by_requests;
-    for (const auto& [route, values] : route_latest_.routes) {
-      by_requests.emplace_back(values.requests, route);
+  AddRoutes(t, totals);
+}
+
+void ServiceHistory::AddRoutes(double t, const Totals& totals) {
+  const std::size_t stride = route_stride();
+  route_latest_.assign(route_names_.size() * stride, 0.0);
+  for (const auto& [route, values] : totals.routes) {
+    auto known = std::find(route_names_.begin(), route_names_.end(), route);
+    if (known == route_names_.end()) {
+      if (route_names_.size() >= options_.max_routes) continue;
+      route_names_.push_back(route);
+      route_latest_.resize(route_names_.size() * stride, 0.0);
+      known = route_names_.end() - 1;
     }
-    std::nth_element(by_requests.begin(), by_requests.begin() + long(options_.max_routes),
-                     by_requests.end(), std::greater<>());
-    for (std::size_t i = options_.max_routes; i < by_requests.size(); ++i) {
-      route_latest_.routes.erase(by_requests[i].second);
+    double* row = &route_latest_[std::size_t(known - route_names_.begin()) * stride];
+    row[0] = values.requests;
+    row[1] = values.duration_sum;
+    row[2] = values.duration_count;
+    for (std::size_t b = 0; b < values.buckets.size() && 3 + b < stride; ++b) {
+      row[3 + b] = values.buckets[b];
     }
   }
-  if (route_snapshots_.empty() ||
-      t - route_snapshots_.back().t >= options_.route_every_seconds - 1e-9) {
-    route_snapshots_.push_back(route_latest_);
-    while (!route_snapshots_.empty() &&
-           route_snapshots_.front().t < t - options_.keep_seconds - options_.route_every_seconds) {
-      route_snapshots_.erase(route_snapshots_.begin());
-    }
+  route_latest_t_ = t;
+  if (!route_snapshots_.empty() &&
+      t - route_snapshots_.back().t < options_.route_every_seconds - 1e-9) {
+    return;
+  }
+  RouteSnapshot snapshot;
+  snapshot.t = t;
+  snapshot.increases.resize(route_latest_.size());
+  for (std::size_t i = 0; i < route_latest_.size(); ++i) {
+    const double before = i < route_previous_.size() ? route_previous_[i] : 0.0;
+    // The reset rule, as everywhere: a drop counts from zero.
+    snapshot.increases[i] =
+        float(route_latest_[i] >= before ? route_latest_[i] - before : route_latest_[i]);
+  }
+  route_previous_ = route_latest_;
+  route_snapshots_.push_back(std::move(snapshot));
+  while (route_snapshots_.front().t < t - options_.keep_seconds - options_.route_every_seconds) {
+    route_snapshots_.erase(route_snapshots_.begin());
   }
 }
 
@@ -200,32 +221,37 @@ std::vector<RouteRate> ServiceHistory::TopRoutes(const std::vector<const Service
   std::map<std::string, Sum> routes;
   for (const ServiceHistory* service : services) {
     std::lock_guard lock(service->mutex_);
-    if (service->route_snapshots_.empty()) continue;
-    const RouteSnapshot& now = service->route_latest_;
-    // The newest snapshot at least `range` old, else the oldest there is.
-    const RouteSnapshot* then = &service->route_snapshots_.front();
-    for (const RouteSnapshot& snapshot : service->route_snapshots_) {
-      if (snapshot.t <= now.t - range) then = &snapshot;
+    const auto& snapshots = service->route_snapshots_;
+    if (snapshots.empty()) continue;
+    // From the newest snapshot at least `range` old (else the oldest there is) to now.
+    std::size_t then = 0;
+    for (std::size_t k = 0; k < snapshots.size(); ++k) {
+      if (snapshots[k].t <= service->route_latest_t_ - range) then = k;
     }
-    const double elapsed = now.t - then->t;
+    const double elapsed = service->route_latest_t_ - snapshots[then].t;
     if (elapsed <= 0) continue;
-    for (const auto& [route, values] : now.routes) {
-      const auto before = then->routes.find(route);
-      const RouteTotals empty;
-      const RouteTotals& old = before == then->routes.end() ? empty : before->second;
-      // Reset rule as everywhere: a drop counts from zero.
-      auto increase = [](double now_value, double old_value) {
-        return now_value >= old_value ? now_value - old_value : now_value;
-      };
-      Sum& sum = routes[route];
-      sum.requests += increase(values.requests, old.requests) / elapsed;
-      sum.duration_sum += increase(values.duration_sum, old.duration_sum) / elapsed;
-      sum.duration_count += increase(values.duration_count, old.duration_count) / elapsed;
-      for (std::size_t b = 0; b < values.buckets.size(); ++b) {
+    const std::size_t stride = service->route_stride();
+    const std::vector<double>& latest = service->route_latest_;
+    const std::vector<double>& previous = service->route_previous_;
+    for (std::size_t r = 0; r < service->route_names_.size(); ++r) {
+      std::vector<double> increase(stride, 0.0);
+      for (std::size_t i = 0; i < stride; ++i) {
+        const std::size_t at = r * stride + i;
+        const double now = at < latest.size() ? latest[at] : 0.0;
+        const double before = at < previous.size() ? previous[at] : 0.0;
+        increase[i] = now >= before ? now - before : now;
+        for (std::size_t k = then + 1; k < snapshots.size(); ++k) {
+          if (at < snapshots[k].increases.size()) increase[i] += snapshots[k].increases[at];
+        }
+      }
+      Sum& sum = routes[service->route_names_[r]];
+      sum.requests += increase[0] / elapsed;
+      sum.duration_sum += increase[1] / elapsed;
+      sum.duration_count += increase[2] / elapsed;
+      for (std::size_t b = 0; b + 3 < stride; ++b) {
         const double bound = b < service->bounds_.size() ? service->bounds_[b]
                                                          : std::numeric_limits<double>::infinity();
-        const double old_count = b < old.buckets.size() ? old.buckets[b] : 0;
-        sum.buckets.push_back({bound, increase(values.buckets[b], old_count) / elapsed});
+        sum.buckets.push_back({bound, increase[3 + b] / elapsed});
       }
     }
   }
@@ -265,18 +291,11 @@ std::size_t ServiceHistory::memory_bytes() const {
   std::size_t bytes = sizeof *this + times_.capacity() * sizeof(double) +
                       values_.capacity() * sizeof(float) +
                       (newest_.capacity() + previous_.capacity()) * sizeof(double);
-  auto routes_bytes = [](const std::map<std::string, RouteTotals>& routes) {
-    std::size_t total = 0;
-    for (const auto& [route, values] : routes) {
-      // A map node: the key, the value and about four pointers of bookkeeping.
-      total += sizeof(std::string) + route.capacity() + 1 + sizeof(RouteTotals) +
-               values.buckets.capacity() * sizeof(double) + 4 * sizeof(void*);
-    }
-    return total;
-  };
-  bytes += routes_bytes(route_latest_.routes);
+  for (const std::string& name : route_names_) bytes += sizeof name + name.capacity() + 1;
+  bytes += (route_previous_.capacity() + route_latest_.capacity()) * sizeof(double);
+  bytes += route_snapshots_.capacity() * sizeof(RouteSnapshot);
   for (const RouteSnapshot& snapshot : route_snapshots_) {
-    bytes += sizeof snapshot + routes_bytes(snapshot.routes);
+    bytes += snapshot.increases.capacity() * sizeof(float);
   }
   return bytes;
 }

@@ -12,7 +12,8 @@
 // only in a window where one series restarted from zero (a service reconfigured).
 //
 // Route totals (requests, duration histogram per method and path) are kept every
-// `route_every` for the top-routes tables, at most `max_routes` routes per service.
+// `route_every` for the top-routes tables, as float increases, for the first `max_routes`
+// routes of a service (max_paths bounds them in /metrics; this bounds the history).
 //
 // Thread-safe: one sampler adds, HTTP threads query.
 #pragma once
@@ -56,7 +57,7 @@ struct Totals {
 struct HistoryOptions {
   double interval_seconds = 5;  // between samples
   double keep_seconds = 3600;   // the fine ring's span
-  double route_every_seconds = 60;
+  double route_every_seconds = 120;
   std::size_t max_routes = 64;
 };
 
@@ -124,7 +125,8 @@ class ServiceHistory {
   std::vector<Point> Field(std::size_t field, double from, double to) const;
   // The rates of every field over [t - window, t]: per-second rates; gauges: last value.
   std::vector<double> Rates(double t, double window) const;
-  std::size_t Slot(std::size_t age) const;  // age 0: newest
+  std::size_t Slot(std::size_t age) const;         // age 0: newest
+  void AddRoutes(double t, const Totals& totals);  // under mutex_
 
   HistoryOptions options_;
   std::size_t capacity_;
@@ -139,12 +141,17 @@ class ServiceHistory {
   std::vector<bool> present_;     // CPU and memory: whether the newest sample had them
   std::size_t head_ = 0;          // the next slot written
   std::size_t count_ = 0;
+  // Route values, per route: requests, duration sum, duration count, then each bucket.
+  std::size_t route_stride() const { return 3 + bounds_.size() + 1; }
+  std::vector<std::string> route_names_;  // "METHOD path" by index, at most max_routes
   struct RouteSnapshot {
     double t = 0;
-    std::map<std::string, RouteTotals> routes;
+    std::vector<float> increases;  // since the previous snapshot, per route index x stride
   };
   std::vector<RouteSnapshot> route_snapshots_;  // oldest first
-  RouteSnapshot route_latest_;
+  std::vector<double> route_previous_;          // totals at the newest snapshot
+  std::vector<double> route_latest_;            // totals at the newest sample
+  double route_latest_t_ = 0;
 };
 
 }  // namespace fastapi_exporter::history

@@ -211,6 +211,28 @@ TEST(ServiceHistory, TopRoutesByRateAndP95) {
   EXPECT_DOUBLE_EQ(top[1].p95_seconds, 0.1 + 0.9 * 0.95);
 }
 
+TEST(ServiceHistory, TenServicesAnHourAndAThousandLinesFitInTwoMegabytes) {
+  // The defaults (5 s for 1 h, route totals every minute), 10 buckets, 10 routes, full.
+  std::size_t bytes = 0;
+  for (int s = 0; s < 10; ++s) {
+    ServiceHistory history(HistoryOptions{}, {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+    for (double t = 0; t <= 7200; t += 5) {
+      Totals totals = SteadyTotals(t);
+      totals.bounds = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+      totals.buckets.assign(11, t);
+      for (int r = 0; r < 10; ++r) {
+        totals.routes["GET /api/v1/resource" + std::to_string(r) + "/{id}"] =
+            RouteTotals{t, t, t, totals.buckets};
+      }
+      history.Add(t, totals);
+    }
+    EXPECT_EQ(history.samples(), 721u);
+    RecentLines lines(1000);
+    bytes += history.memory_bytes() + lines.memory_bytes();
+  }
+  EXPECT_LT(bytes, 2u << 20);
+}
+
 TEST(RecentLines, KeepsTheNewestInFixedSlots) {
   RecentLines lines(3);
   for (int i = 0; i < 5; ++i) {
