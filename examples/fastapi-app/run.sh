@@ -5,9 +5,11 @@
 set -euo pipefail
 exporter=$1
 here=$(cd "$(dirname "$0")" && pwd)
-work=/tmp/fastapi-example          # what fastapi-exporter.yaml points at
+# fastapi-exporter.yaml's folder; WORK=elsewhere runs a copy of it pointed there.
+work=${WORK:-/tmp/fastapi-example}
 mkdir -p "$work"
 rm -f "$work/access.log" "$work/positions.yaml"
+sed "s|/tmp/fastapi-example|$work|g" "$here/fastapi-exporter.yaml" > "$work/fastapi-exporter.yaml"
 app_port=${APP_PORT:-8000}
 
 pids=()
@@ -35,7 +37,7 @@ PY
 /usr/bin/python3 "$here/traffic.py" "http://127.0.0.1:$app_port" 5 &
 pids+=($!)
 listen=${LISTEN:-127.0.0.1:9869}
-"$exporter" --config.file="$here/fastapi-exporter.yaml" --web.listen-address="$listen" &
+"$exporter" --config.file="$work/fastapi-exporter.yaml" --web.listen-address="$listen" &
 pids+=($!)
 sleep 1
 echo

@@ -412,3 +412,57 @@ def test_page_shows_the_eight_panels_of_known_traffic(tmp_path, app):
         assert len(filtered.rows) == 5
         assert all(row[4] == "/api/slow" for row in filtered.rows)
         assert filtered.values["panel-logs"] == "5"
+
+
+# ---------------------------------------------------------------------------------------------
+# make run
+
+def test_make_run_fills_every_panel_and_ctrl_c_stops_it_all(tmp_path):
+    """examples/fastapi-app/run.sh, what `make run` starts after building: the app, its
+    traffic and the exporter; every panel has a value within a minute; SIGINT to the process
+    group (Ctrl-C) stops all of it."""
+    from exporter import free_port, SOURCE
+    import signal
+    listen = f"127.0.0.1:{free_port()}"
+    env = dict(os.environ, WORK=str(tmp_path / "run"), APP_PORT=str(free_port()), LISTEN=listen)
+    output = open(tmp_path / "run.log", "wb")
+    run = subprocess.Popen(["bash", os.path.join(SOURCE, "examples/fastapi-app/run.sh"), BIN],
+                           env=env, stdout=output, stderr=subprocess.STDOUT,
+                           start_new_session=True)
+    try:
+        def filled():
+            assert run.poll() is None, (tmp_path / "run.log").read_text()
+            try:
+                status, _, body = http_get(f"http://{listen}/api/v1/series?range=300")
+                _, _, logs = http_get(f"http://{listen}/api/v1/logs?limit=5")
+            except OSError:
+                return False
+            current = json.loads(body)["current"]
+            keys = ("requests_per_second", "errors_4xx_per_second", "errors_5xx_per_second",
+                    "average_duration_seconds", "p60_seconds", "cpu_percent", "resident_bytes")
+            return (status == 200 and all(current[k] for k in keys)
+                    and len(json.loads(logs)["lines"]) == 5)
+
+        wait_until(filled, timeout=60, interval=1, what="every panel filled by make run")
+        assert f"http://{listen}/" in (tmp_path / "run.log").read_text()
+        members = [pid for pid in descendants(run.pid) if pid != run.pid]
+        assert len(members) >= 4  # uvicorn (master and 2 workers), traffic, exporter
+        os.killpg(run.pid, signal.SIGINT)
+        assert run.wait(timeout=20) is not None
+
+        def all_gone():
+            alive = []
+            for pid in members:
+                try:
+                    with open(f"/proc/{pid}/stat") as stat:
+                        if stat.read().split(") ")[1][0] != "Z":
+                            alive.append(pid)
+                except OSError:
+                    pass
+            return not alive
+        wait_until(all_gone, timeout=15, what="every process of make run stopped")
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        output.close()
