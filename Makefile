@@ -4,10 +4,15 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 BUILD_TSAN ?= build-tsan
 BUILD_FUZZ ?= build-fuzz
+BUILD_RELEASE ?= build-release
+BUILD_CLANG ?= build-clang
 CONFIG     ?=
 CMAKE_ARGS ?=
+# The project's own builds (tests, CI) treat warnings as errors; `make build`/`make run` and
+# packagers' builds do not, so that a newer compiler's new warning breaks nobody's install.
+WERROR := -DFASTAPI_EXPORTER_WERROR=ON
 
-.PHONY: run test build build-asan build-tsan build-fuzz fuzz bench package deps deps-run deps-test clean
+.PHONY: run test build build-asan build-tsan build-fuzz build-matrix fuzz bench package deps deps-run deps-test clean
 
 deps:
 	@packaging/install-deps.sh
@@ -33,18 +38,27 @@ run: build deps-run
 	fi
 
 build-asan: deps-test
-	cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTAPI_EXPORTER_SANITIZE=ON
+	cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTAPI_EXPORTER_SANITIZE=ON $(WERROR)
 	cmake --build $(BUILD_ASAN)
 
 build-tsan: deps-test
-	cmake -S . -B $(BUILD_TSAN) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTAPI_EXPORTER_TSAN=ON
+	cmake -S . -B $(BUILD_TSAN) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTAPI_EXPORTER_TSAN=ON $(WERROR)
 	cmake --build $(BUILD_TSAN)
 
 # The libFuzzer targets (clang 14, ASan + UBSan); see docs/fuzzing.md.
 build-fuzz: deps-test
 	CC=clang-14 CXX=clang++-14 cmake -S . -B $(BUILD_FUZZ) -G Ninja \
-	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTAPI_EXPORTER_FUZZ=ON
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTAPI_EXPORTER_FUZZ=ON $(WERROR)
 	cmake --build $(BUILD_FUZZ)
+
+# The other build types users and packagers pick, warning-free (compiled, not run: the tests
+# run on RelWithDebInfo and the sanitizer builds): Release with GCC (-O3 has its own warnings,
+# e.g. GCC 12's -Wrestrict), Debug with clang (another compiler's warnings, no optimisation).
+build-matrix: deps-test
+	cmake -S . -B $(BUILD_RELEASE) -G Ninja -DCMAKE_BUILD_TYPE=Release $(WERROR)
+	cmake --build $(BUILD_RELEASE)
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(BUILD_CLANG) -G Ninja -DCMAKE_BUILD_TYPE=Debug $(WERROR)
+	cmake --build $(BUILD_CLANG)
 
 # Each fuzz target for FUZZ_SECONDS (default 600) on its corpus, one after the other.
 FUZZ_SECONDS ?= 600
@@ -57,9 +71,10 @@ fuzz: build-fuzz
 # under TSan (a data race stops the daemon, and so fails its test); and each fuzz target for a
 # short smoke run (differential checks included).
 test: deps-test
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(WERROR) $(CMAKE_ARGS)
 	cmake --build $(BUILD)
 	ctest --test-dir $(BUILD) --output-on-failure --timeout 900
+	$(MAKE) build-matrix
 	$(MAKE) build-fuzz
 	ctest --test-dir $(BUILD_FUZZ) --output-on-failure --timeout 900
 	$(MAKE) build-asan
@@ -79,4 +94,4 @@ bench: build
 	/usr/bin/python3 bench/run.py
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ) $(BUILD_RELEASE) $(BUILD_CLANG)

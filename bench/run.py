@@ -715,13 +715,51 @@ def bench_app_cost(folder):
         app.wait()
 
 
+def bench_tls(folder):
+    """Scrape latency over HTTPS beside plain HTTP, same exporter build, same run (curl)."""
+    if not selected("tls"):
+        return
+    key, cert, web = (os.path.join(folder, name) for name in ("key.pem", "cert.pem", "web.yml"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days",
+                    "2", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    with open(web, "w") as f:
+        f.write(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n")
+    body = f"services:\n  - name: self\n    process: {{pid: {os.getpid()}}}\n"
+    medians = {}
+    for scheme in ("http", "https"):
+        port = free_port()
+        args = [EXPORTER, f"--config.file={exporter_config(folder, body)}",
+                f"--web.listen-address=127.0.0.1:{port}"]
+        if scheme == "https":
+            args.append(f"--web.config.file={web}")
+        daemon = Daemon(args)
+        url = f"{scheme}://127.0.0.1:{port}/metrics"
+        wait_for(lambda: subprocess.run(["curl", "-skf", "-o", "/dev/null", url]).returncode == 0, 30)
+        write = ["-w", "%{time_total}\n", "-o", "/dev/null"]
+        fresh = [float(subprocess.run(["curl", "-sk", *write, url], capture_output=True,
+                                      text=True).stdout) for _ in range(31)][1:]
+        # One connection, 31 scrapes: what Prometheus does (keep-alive).
+        out = subprocess.run(["curl", "-sk", *[a for _ in range(31) for a in (*write, url)]],
+                             capture_output=True, text=True).stdout.split()
+        kept = [float(t) for t in out[1:]]
+        medians[scheme] = (statistics.median(fresh) * 1e3, statistics.median(kept) * 1e3)
+        daemon.stop()
+    for index, kind in ((0, "new connection per scrape"), (1, "keep-alive connection")):
+        https, http = medians["https"][index], medians["http"][index]
+        report(f"tls_{'fresh' if index == 0 else 'keepalive'}",
+               f"HTTPS scrape latency, {kind} (peer: plain HTTP, same build)", https, http, "ms",
+               False, "within 2 ms of HTTP")
+        print(f"{'':28} HTTPS - HTTP = {https - http:.2f} ms", flush=True)
+
+
 def main():
     for tool in ("mtail", "prometheus-process-exporter", "wrk"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: apt-get install mtail prometheus-process-exporter wrk")
     with tempfile.TemporaryDirectory(prefix="fe-bench-") as folder:
         logs = os.path.join(folder, "logs")
-        if ONLY is None or any(not name.startswith("scrape") for name in ONLY):
+        if ONLY is None or any(not name.startswith(("scrape", "tls")) for name in ONLY):
             subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "gen_logs.py"),
                             str(LINES), logs], check=True)
         print(f"machine: {os.cpu_count()} cores, {os.uname().release}; {LINES} lines; "
@@ -730,6 +768,7 @@ def main():
         bench_render()
         bench_scrape(folder)
         bench_scrape_prometheus(folder)
+        bench_tls(folder)
         bench_live(folder, logs)
         bench_process(folder)
         bench_rss(folder, logs)

@@ -57,7 +57,17 @@ bool ReadProcessSelector(SchemaReader& reader, const SchemaReader::Entry& proces
     if (name == "pidfile") {
       selector.pidfile = reader.NonEmptyString(entry, key_path);
     } else if (name == "pid") {
-      if (auto pid = reader.Integer(entry, key_path, 1, 4194304)) selector.pid = int(*pid);
+      // "self" names the exporter's own process, so that it can watch itself without a
+      // cmdline pattern that also matches every other exporter on the machine.
+      long long number = 0;
+      if (entry.value.IsScalar() && entry.value.Scalar() == "self") {
+        selector.pid_self = true;
+      } else if (entry.value.IsScalar() && !YAML::convert<long long>::decode(entry.value, number)) {
+        reader.Error(entry.key, key_path,
+                     "must be a PID or self, got '" + entry.value.Scalar() + "'");
+      } else if (auto pid = reader.Integer(entry, key_path, 1, 4194304)) {
+        selector.pid = int(*pid);
+      }
     } else if (name == "systemd_unit") {
       auto unit = reader.NonEmptyString(entry, key_path);
       if (unit && unit->find("..") != std::string::npos) {

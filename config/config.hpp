@@ -36,6 +36,7 @@ std::string FormatError(const std::string& source_name, const ConfigError& error
 struct ProcessSelector {
   std::optional<std::string> pidfile;
   std::optional<int> pid;
+  bool pid_self = false;                    // `pid: self`: the exporter's own process
   std::optional<std::string> systemd_unit;  // e.g. "fastapi.service"; cgroup v2
   std::optional<std::string> cmdline;       // RE2 regex searched in the full command line
   std::optional<std::string> comm;          // exact /proc/PID/comm
@@ -43,7 +44,7 @@ struct ProcessSelector {
 
   bool operator==(const ProcessSelector&) const = default;
 
-  bool empty() const { return !pidfile && !pid && !systemd_unit && !cmdline && !comm; }
+  bool empty() const { return !pidfile && !pid && !pid_self && !systemd_unit && !cmdline && !comm; }
 };
 
 enum class LogFormatKind { kJson, kUvicorn, kGunicorn, kNginx, kRegex };

@@ -1,6 +1,7 @@
 #include "daemon/http_server.hpp"
 
 #include <civetweb.h>
+#include <fmt/format.h>
 #include <netdb.h>
 #include <spdlog/spdlog.h>
 
@@ -88,7 +89,7 @@ std::string ListeningPorts(const config::ListenAddress& address, std::string& er
   getnameinfo(found->ai_addr, found->ai_addrlen, host, sizeof host, nullptr, 0, NI_NUMERICHOST);
   const bool ipv6 = found->ai_family == AF_INET6;
   freeaddrinfo(found);
-  return ipv6 ? "[" + std::string(host) + "]:" + port : std::string(host) + ":" + port;
+  return ipv6 ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
 }
 
 }  // namespace
@@ -104,9 +105,19 @@ bool HttpServer::Start(std::string& error) {
   if (ports.empty()) return false;
   if (options_.tls) ports += "s";
   const std::string threads = std::to_string(options_.threads);
-  const char* civet_options[] = {
-      "listening_ports", ports.c_str(),       "num_threads", threads.c_str(), "request_timeout_ms",
-      "30000",           "enable_keep_alive", "yes",         nullptr};
+  // tcp_nodelay: a response goes out in several small writes (TLS records especially); with
+  // Nagle on, each one after the first waits for the client's delayed ACK (~40 ms per scrape).
+  const char* civet_options[] = {"listening_ports",
+                                 ports.c_str(),
+                                 "num_threads",
+                                 threads.c_str(),
+                                 "request_timeout_ms",
+                                 "30000",
+                                 "enable_keep_alive",
+                                 "yes",
+                                 "tcp_nodelay",
+                                 "1",
+                                 nullptr};
   mg_callbacks callbacks{};
   callbacks.log_message = LogMessage;
   if (options_.tls) callbacks.init_ssl = InitTls;
@@ -117,9 +128,7 @@ bool HttpServer::Start(std::string& error) {
   context_ = mg_start2(&init, &error_data);
   if (!context_) {
     const std::string shown =
-        options_.listen_address.host.empty()
-            ? ":" + std::to_string(options_.listen_address.port)
-            : options_.listen_address.host + ":" + std::to_string(options_.listen_address.port);
+        fmt::format("{}:{}", options_.listen_address.host, options_.listen_address.port);
     error = "cannot listen on " + shown + ": " + (error_text[0] ? error_text : "unknown error");
     for (const std::string& message : library_messages_) {
       if (message != error_text) error += "; " + message;
@@ -287,9 +296,14 @@ int HttpServer::HandleWebApp(mg_connection* conn) {
 
 int HttpServer::HandleHealth(mg_connection* conn, void* self_ptr) {
   auto* self = static_cast<HttpServer*>(self_ptr);
-  const bool healthy = !self->options_.healthy || self->options_.healthy();
-  SendResponse(conn, healthy ? 200 : 503, "text/plain", healthy ? "ok\n" : "unhealthy\n");
-  return healthy ? 200 : 503;
+  const std::string reason =
+      self->options_.unhealthy_reason ? self->options_.unhealthy_reason() : std::string();
+  if (reason.empty()) {
+    SendResponse(conn, 200, "text/plain", "ok\n");
+    return 200;
+  }
+  SendResponse(conn, 503, "text/plain", fmt::format("unhealthy: {}\n", reason));
+  return 503;
 }
 
 bool AcceptsGzip(const char* accept_encoding) {

@@ -41,7 +41,9 @@ struct HttpServerOptions {
   // Called concurrently from server threads, with whether the scraper accepts gzip; may
   // answer plain text even then.
   std::function<MetricsBody(bool accepts_gzip)> render_metrics;
-  std::function<bool()> healthy;
+  // Called concurrently from server threads: empty when healthy, otherwise why not, which
+  // /healthz answers with 503.
+  std::function<std::string()> unhealthy_reason;
   // The live view: called concurrently for every path but the telemetry path and /healthz,
   // behind the same TLS and basic auth; false: not its path (404). Unset: the landing page.
   std::function<bool(std::string_view path, std::string_view query, WebResponse&)> web_app;

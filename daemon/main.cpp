@@ -320,6 +320,7 @@ class Daemon {
       std::lock_guard lock(landing_mutex_);
       return landing_page_;
     };
+    http.unhealthy_reason = [this] { return access_logs_->Health(); };
     http.web_app = [this](std::string_view path, std::string_view query,
                           fe::WebResponse& response) {
       return live_view_->Handle(path, query, response);

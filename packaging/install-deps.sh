@@ -19,6 +19,7 @@ test_deps=(
   prometheus                      # promtool, and a real Prometheus for end-to-end tests
   python3-fastapi python3-uvicorn # the example FastAPI app, run with /usr/bin/python3
   python3-pytest python3-prometheus-client
+  python3-yaml                    # the Kubernetes manifests (tests/integration/test_dashboard.py)
   curl procps openssl             # test certificates
   lintian systemd strace          # package checks: lintian, systemd-analyze; the unit's syscall filter
   clang-14 libclang-rt-14-dev     # libFuzzer targets (tests/fuzz)

@@ -1,5 +1,6 @@
 #include "collectors/access_log/access_log_collector.hpp"
 
+#include <fmt/format.h>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
@@ -10,8 +11,10 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <ctime>
+#include <mutex>
 #include <optional>
 
 #include "collectors/access_log/ansi.hpp"
@@ -50,11 +53,11 @@ struct SelfFamilies {
                          .Help("Access-log lines skipped, by reason.")
                          .Register(registry)),
         bytes_read(prometheus::BuildCounter()
-                       .Name("fastapi_exporter_log_bytes_read_total")
+                       .Name("fastapi_exporter_log_read_bytes_total")
                        .Help("Bytes read from access logs.")
                        .Register(registry)),
         bytes_unread(prometheus::BuildGauge()
-                         .Name("fastapi_exporter_log_bytes_unread")
+                         .Name("fastapi_exporter_log_unread_bytes")
                          .Help("Bytes written to the access logs and not read yet.")
                          .Register(registry)),
         files(prometheus::BuildGauge()
@@ -533,29 +536,41 @@ struct AccessLogCollector::Impl {
     if (sources.empty() || thread.joinable()) return;
     stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     self.tailer_running.Set(1);
+    {
+      std::lock_guard lock(failure_mutex);
+      failure.clear();
+    }
+    last_pass_ns.store(std::chrono::steady_clock::now().time_since_epoch().count());
+    thread_alive = true;
+    thread_expected = true;
     thread = std::thread([this] {
       for (const auto& service : services) service->WaitForRoutes();
       auto last_save = std::chrono::steady_clock::now();
       try {
         tailer->Run(stop_fd, [&] {
           const auto now = std::chrono::steady_clock::now();
+          last_pass_ns.store(now.time_since_epoch().count(), std::memory_order_relaxed);
           if (options.save_positions && now - last_save >= options.save_interval) {
             SavePositions();
             last_save = now;
           }
         });
       } catch (const std::exception& error) {
-        // Nothing is read from here on: say so, loudly, and let the gauge show it.
+        // Nothing is read from here on: say so, loudly, and let the gauge and /healthz show it.
         spdlog::critical("the access-log reader stopped: {}; no request is counted any more",
                          error.what());
+        std::lock_guard lock(failure_mutex);
+        failure = error.what();
       }
       self.tailer_running.Set(0);
+      thread_alive = false;
       // Every line read has been handed over: the positions are exactly what was counted.
       if (options.save_positions) SavePositions();
     });
   }
 
   void StopThread() {
+    thread_expected = false;
     if (!thread.joinable()) return;
     const uint64_t one = 1;
     [[maybe_unused]] const ssize_t written = ::write(stop_fd, &one, sizeof one);
@@ -592,6 +607,12 @@ struct AccessLogCollector::Impl {
   std::unique_ptr<Tailer> tailer;
   std::thread thread;
   int stop_fd = -1;
+  // For Health(), read from server threads.
+  std::atomic<bool> thread_expected{false};  // started and not being stopped
+  std::atomic<bool> thread_alive{false};
+  std::atomic<std::chrono::steady_clock::rep> last_pass_ns{0};
+  std::mutex failure_mutex;
+  std::string failure;  // why the thread ended, if it did on its own
   bool started = false;
   bool positions_loaded = false;
   bool save_failed = false;
@@ -640,6 +661,26 @@ void AccessLogCollector::ReadOnce() {
   for (bool rescan = true; impl_->tailer->Poll(rescan) > 0; rescan = false) {
   }
   impl_->tailer->Finish();
+}
+
+std::string AccessLogCollector::Health() const {
+  Impl& impl = *impl_;
+  if (!impl.thread_expected) return {};
+  if (!impl.thread_alive) {
+    std::lock_guard lock(impl.failure_mutex);
+    return fmt::format("the access-log reader stopped: {}",
+                       impl.failure.empty() ? "its thread ended" : impl.failure);
+  }
+  const auto since_pass = std::chrono::steady_clock::now() -
+                          std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(
+                              impl.last_pass_ns.load(std::memory_order_relaxed)));
+  // A pass comes at least every rescan interval (10 s) plus the pass itself; waiting for the
+  // first OpenAPI answers takes at most 8 s per service before the first one.
+  if (since_pass > kStuckAfter) {
+    return fmt::format("the access-log reader is stuck: no pass for {} s",
+                       std::chrono::duration_cast<std::chrono::seconds>(since_pass).count());
+  }
+  return {};
 }
 
 std::string AccessLogCollector::Summary() const {

@@ -55,6 +55,11 @@ class AccessLogCollector {
   // Reads every log from its start to its end once, on the calling thread.
   void ReadOnce();
 
+  // Empty while the reading thread works (or is not meant to run); otherwise why not, e.g.
+  // "the access-log reader stopped: ..." or "... is stuck: no pass for 130 s". Thread-safe.
+  std::string Health() const;
+  static constexpr std::chrono::seconds kStuckAfter{120};
+
   // "service api: 1234 requests" for each service, for the shutdown log line.
   std::string Summary() const;
 

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
 
 #include <spdlog/spdlog.h>
 
@@ -315,6 +316,9 @@ void Tailer::UnwatchFile(int watch) {
   }
 }
 
+int FindTruncatedCopy(const std::string& path, uint64_t fingerprint, uint32_t fingerprint_bytes,
+                      uint64_t read_offset, uint64_t own_inode, Identity& copy_identity);
+
 void Tailer::OpenFile(Source& source, const std::string& path, const struct stat& st,
                       bool first_scan) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -346,7 +350,11 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
     const uint64_t fingerprint = FingerprintFile(fd, bytes);
     const bool same =
         bytes == restored->second.fingerprint_bytes && fingerprint == restored->second.fingerprint;
-    if (same && restored->second.offset <= uint64_t(st.st_size)) start = restored->second.offset;
+    if (same && restored->second.offset <= uint64_t(st.st_size)) {
+      start = restored->second.offset;
+    } else {
+      RecoverTruncatedWhileStopped(source, *file, restored->second);
+    }
     source.restored.erase(restored);
   } else if (first_scan && !source.known_paths.contains(path) &&
              source.config.start_at == config::StartAt::kEnd) {
@@ -369,6 +377,43 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
   if (!ec) WatchFolder(target.parent_path().string());
   file->watch = WatchFile(path);
   source.files.push_back(std::move(file));
+}
+
+void Tailer::RecoverTruncatedWhileStopped(Source& source, File& file, const FilePosition& saved) {
+  // The file of the last run, truncated while the daemon was stopped: copytruncate's copy
+  // (same first bytes, at least as long as what was read) holds what was written between the
+  // saved position and the copy. Read that, and only that, as a running tailer would have;
+  // the copy is then done with, so the sibling scan does not read it again from its start.
+  Identity copy_identity;
+  int copy = FindTruncatedCopy(file.path, saved.fingerprint, saved.fingerprint_bytes, saved.offset,
+                               file.identity.inode, copy_identity);
+  if (copy < 0) return;
+  spdlog::debug("{} was truncated while stopped; reading its copy (inode {}) from offset {}",
+                file.path, copy_identity.inode, saved.offset);
+  source.finished.insert(copy_identity);
+  const uint64_t fingerprint = file.fingerprint;
+  const uint32_t fingerprint_bytes = file.fingerprint_bytes;
+  const uint64_t data_start = file.data_start;
+  std::swap(file.fd, copy);
+  file.fingerprint_bytes = saved.fingerprint_bytes;
+  file.fingerprint = FingerprintFile(file.fd, file.fingerprint_bytes, &file.data_start);
+  file.read_offset = file.committed = saved.offset;  // a line boundary: bytes fully handled
+  file.has_last_byte =
+      saved.offset > 0 && ::pread(file.fd, &file.last_byte, 1, off_t(saved.offset - 1)) == 1;
+  // A read stops after max_bytes_per_poll: go on to the copy's end.
+  while (ReadFile(source, file) > 0) {
+  }
+  FinishFile(file);  // the copy's last line, if it has no newline, is complete
+  std::swap(file.fd, copy);
+  ::close(copy);
+  file.fingerprint = fingerprint;
+  file.fingerprint_bytes = fingerprint_bytes;
+  file.data_start = data_start;
+  file.read_offset = file.committed = 0;
+  file.has_last_byte = false;
+  file.partial.clear();
+  file.skipping = false;
+  file.sink = source.config.make_sink();
 }
 
 void Tailer::RecoverRotatedAway(Source& source) {
@@ -796,6 +841,20 @@ bool Tailer::AllFoldersWatched() const {
   return true;
 }
 
+namespace {
+
+// Whether the stop event fired. Its failure is thrown: the one way to be told to stop is
+// gone, and reading on would be a thread nobody can stop (polling a descriptor that answers
+// at once, forever). The owner reports why the thread ended.
+bool StopRequested(const pollfd& stop) {
+  if (stop.revents & (POLLERR | POLLNVAL)) {
+    throw std::runtime_error("its stop event file descriptor failed");
+  }
+  return stop.revents & POLLIN;
+}
+
+}  // namespace
+
 void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
   Poll(true);
   if (after_pass) after_pass();
@@ -810,17 +869,24 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
     const int timeout_ms = backlog_ ? 0 : int(interval.count());
     pollfd fds[2] = {{stop_fd, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
     const int ready = ::poll(fds, inotify_fd_ >= 0 ? 2 : 1, timeout_ms);
-    if (ready < 0 && errno != EINTR) {
+    if (ready > 0 && StopRequested(fds[0])) break;
+    // The inotify descriptor itself failed (closed under us, or an error): like a failed
+    // poll, go on by polling. A closed one is not closed again: its number may be reused.
+    const bool inotify_lost =
+        ready > 0 && inotify_fd_ >= 0 && (fds[1].revents & (POLLERR | POLLNVAL));
+    if (inotify_lost && (fds[1].revents & POLLNVAL)) inotify_fd_ = -1;
+    if ((ready < 0 && errno != EINTR) || inotify_lost) {
       // Waiting failed: the files must still be read. Without inotify, and if even that
       // fails, by sleeping between passes and checking for the stop request directly.
-      const int error = errno;
+      const int error = inotify_lost ? EBADF : errno;
       if (!poll_failed) {
         spdlog::error("waiting for log changes failed ({}); polling every {} ms instead",
-                      std::strerror(error), options_.poll_interval.count());
+                      inotify_lost ? "the inotify descriptor failed" : std::strerror(error),
+                      options_.poll_interval.count());
       }
       poll_failed = true;
-      if (inotify_fd_ >= 0) {
-        ::close(inotify_fd_);
+      if (inotify_fd_ >= 0 || inotify_lost) {
+        if (inotify_fd_ >= 0) ::close(inotify_fd_);
         inotify_fd_ = -1;
         watches_.clear();
         interest_.clear();
@@ -838,13 +904,13 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
         ::nanosleep(&pause, nullptr);
       }
     }
-    if (ready > 0 && (fds[0].revents & POLLIN)) break;
     bool structural = false;
-    if (ready > 0 && inotify_fd_ >= 0 && (fds[1].revents & POLLIN)) {
-      // Let a burst of small writes gather: one pass for many writes costs far less CPU than
-      // a pass per write, and a few tens of milliseconds do not matter to a 15 s scrape.
-      pollfd stop = {stop_fd, POLLIN, 0};
-      if (!backlog_ && ::poll(&stop, 1, int(options_.batch_delay.count())) > 0) break;
+    bool relevant = ready <= 0 || backlog_;  // a timeout, a failed wait or more to read
+    // Reads every queued event: which ones change the set of files, and whether any is about
+    // the files or folders followed at all. Watching the folders above the logs (/tmp, /var)
+    // brings events about their other entries, such as a compiler's temporary files: those
+    // cost this read and nothing more, no pass over the files.
+    auto drain = [&] {
       for (;;) {
         const ssize_t n = ::read(inotify_fd_, events, sizeof events);
         if (n <= 0) break;
@@ -852,7 +918,9 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
           const auto* event = reinterpret_cast<const inotify_event*>(p);
           if (Matters(event->wd, event->mask,
                       event->len > 0 ? std::string_view(event->name, event->len) : "")) {
-            structural = true;
+            structural = relevant = true;
+          } else if (file_watch_users_.contains(event->wd)) {
+            relevant = true;  // a followed file was written
           }
           if (event->mask & IN_IGNORED) {
             std::erase_if(watches_,
@@ -863,10 +931,23 @@ void Tailer::Run(int stop_fd, const std::function<void()>& after_pass) {
           p += sizeof(inotify_event) + event->len;
         }
       }
+    };
+    if (ready > 0 && inotify_fd_ >= 0 && (fds[1].revents & POLLIN)) {
+      drain();
+      // Let a burst of small writes gather: one pass for many writes costs far less CPU than
+      // a pass per write, and a few tens of milliseconds do not matter to a 15 s scrape.
+      pollfd stop = {stop_fd, POLLIN, 0};
+      if (relevant && !backlog_ && ::poll(&stop, 1, int(options_.batch_delay.count())) > 0 &&
+          StopRequested(stop)) {
+        break;
+      }
+      if (relevant && inotify_fd_ >= 0) drain();
     }
     const bool due = Clock::now() - last_rescan >= interval;
-    Poll(structural || due);
-    if (structural || due) last_rescan = Clock::now();
+    if (relevant || due) {
+      Poll(structural || due);
+      if (structural || due) last_rescan = Clock::now();
+    }
     if (after_pass) after_pass();
   }
 }

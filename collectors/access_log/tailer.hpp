@@ -138,6 +138,7 @@ class Tailer {
   void FinishFile(File& file);
   bool Superseded(const File& file) const;
   void RecoverRotatedAway(Source& source);
+  void RecoverTruncatedWhileStopped(Source& source, File& file, const FilePosition& saved);
   void ScanRotatedSiblings(Source& source, const std::set<std::string>& live_paths,
                            bool first_scan);
   bool IsCopyOfOpenFile(const Source& source, const std::string& path) const;

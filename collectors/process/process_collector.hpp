@@ -3,6 +3,8 @@
 //
 // Metric names and units follow client_python's process collector (process_cpu_seconds_total,
 // process_resident_memory_bytes, ...) with a `service` label, so the usual queries work.
+// The exporter's own CPU, memory, fds and threads are fastapi_exporter_process_* (no labels),
+// whatever the services.
 #pragma once
 
 #include <prometheus/collectable.h>

@@ -43,8 +43,8 @@ ProcessFinder::ProcessFinder(const config::ProcessSelector& selector, const Proc
 ProcessFinder::~ProcessFinder() = default;
 
 bool ProcessFinder::CgroupCoversGroup() const {
-  return selector_.systemd_unit && !selector_.pidfile && !selector_.pid && !selector_.cmdline &&
-         !selector_.comm;
+  return selector_.systemd_unit && !selector_.pidfile && !selector_.pid && !selector_.pid_self &&
+         !selector_.cmdline && !selector_.comm;
 }
 
 FindResult ProcessFinder::Find(ProcessTable& table) {
@@ -53,6 +53,7 @@ FindResult ProcessFinder::Find(ProcessTable& table) {
       ::access((procfs_.proc_root() + "/" + std::to_string(*selector_.pid)).c_str(), F_OK) == 0) {
     result.pids.push_back(*selector_.pid);
   }
+  if (selector_.pid_self) result.pids.push_back(procfs_.SelfPid());
   if (selector_.pidfile) AddPidfile(result);
   if (selector_.systemd_unit) AddCgroup(result);
   if (selector_.comm || (cmdline_regex_ && cmdline_regex_->ok())) {

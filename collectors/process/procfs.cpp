@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -158,6 +159,39 @@ std::optional<pid_t> ParsePidfile(std::string_view text) {
   return pid;
 }
 
+std::string UnreadableReason(ReadStatus status, std::optional<uid_t> owner, uid_t reader,
+                             std::string_view capability) {
+  switch (status) {
+    case ReadStatus::kOk:
+      return "read";
+    case ReadStatus::kGone:
+      return "the process is gone";
+    case ReadStatus::kUnsupported:
+      return "the kernel does not provide this file";
+    case ReadStatus::kError:
+      return "the kernel returned an error other than permission denied";
+    case ReadStatus::kDenied:
+      break;
+  }
+  std::string text = "permission denied: ";
+  if (owner && *owner != reader) {
+    text += reader == 0 ? "running as root, yet without " : "another user's process needs ";
+    text += capability;
+    if (reader == 0) text += " (a capability bounding set or a user namespace?)";
+    return text;
+  }
+  text += "the process is not dumpable or a security module (Yama, AppArmor, SELinux) refused; ";
+  text += capability;
+  text += " allows it";
+  return text;
+}
+
+std::optional<uid_t> ProcFs::Owner(pid_t pid) const {
+  struct stat info {};
+  if (::stat((proc_root_ + "/" + std::to_string(pid)).c_str(), &info) != 0) return std::nullopt;
+  return info.st_uid;
+}
+
 ProcFs::ProcFs(std::string proc_root, std::string cgroup_root)
     : proc_root_(std::move(proc_root)), cgroup_root_(std::move(cgroup_root)) {}
 
@@ -195,6 +229,17 @@ ReadStatus ProcFs::ReadProcFile(pid_t pid, std::string_view name, std::string& o
   path += '/';
   path += name;
   return ReadFile(path, out);
+}
+
+pid_t ProcFs::SelfPid() const {
+  char target[32];
+  const ssize_t length = ::readlink((proc_root_ + "/self").c_str(), target, sizeof target);
+  pid_t pid = 0;
+  if (length > 0 && length < ssize_t(sizeof target) &&
+      std::from_chars(target, target + length, pid).ec == std::errc() && pid > 0) {
+    return pid;
+  }
+  return ::getpid();
 }
 
 std::vector<pid_t> ProcFs::ListPids() const {

@@ -69,6 +69,14 @@ enum class ReadStatus {
   kError,        // anything else
 };
 
+// Why a file of a process could not be read, for the log: `capability` is what would let a
+// reader of another user's process read it (CAP_SYS_PTRACE for io, CAP_DAC_READ_SEARCH for
+// fd). A denial is only blamed on the owner when the owner differs from the reader: a process
+// of the reader's own user (root reading root's, for example) is refused for another reason
+// (not dumpable, a security module, a capability bounding set).
+std::string UnreadableReason(ReadStatus status, std::optional<uid_t> owner, uid_t reader,
+                             std::string_view capability);
+
 // File access under a root ("/proc" and "/sys/fs/cgroup" in production).
 class ProcFs {
  public:
@@ -81,8 +89,16 @@ class ProcFs {
   static ReadStatus ReadFile(const std::string& path, std::string& out);
   ReadStatus ReadProcFile(pid_t pid, std::string_view name, std::string& out) const;
 
+  // The owner of /proc/PID (root while the process is not dumpable); nullopt if it is gone.
+  std::optional<uid_t> Owner(pid_t pid) const;
+
   // Numeric entries of the proc root.
   std::vector<pid_t> ListPids() const;
+
+  // The exporter's own PID as this proc root numbers it: the target of its `self` link,
+  // which differs from getpid() when the root is another PID namespace's /proc (a host's
+  // /proc mounted in a container). getpid() when the root has no such link.
+  pid_t SelfPid() const;
 
   // Number of entries in /proc/PID/fd.
   ReadStatus CountOpenFds(pid_t pid, uint64_t& count) const;

@@ -18,7 +18,7 @@ SELF_CONFIG = """
 services:
   - name: exporter
     process:
-      cmdline: '(^|/)fastapi-exporter '
+      pid: self
 """
 
 
@@ -49,6 +49,23 @@ def test_check_config_accepts_the_shipped_configs():
         result = run("--check-config", os.path.join(SOURCE, name))
         assert result.returncode == 0, result.stderr
         assert "OK" in result.stdout
+
+
+def test_demo_config_watches_this_exporter_alone(tmp_path):
+    """examples/demo.yaml (`make run`) watches the exporter by `pid: self`: with a second
+    exporter running (which its former cmdline pattern also matched), one process, the same
+    one as the exporter's own fastapi_exporter_process_* metrics."""
+    other = tmp_path / "other"
+    other.mkdir()
+    with Exporter(other, SELF_CONFIG):
+        demo = (pathlib.Path(SOURCE) / "examples/demo.yaml").read_text()
+        with Exporter(tmp_path, demo) as exporter:
+            samples = exporter.scrape()
+    service = frozenset({("service", "fastapi-exporter")})
+    assert samples[("process_processes", service)] == 1
+    assert samples[("process_start_time_seconds", service)] == \
+        samples[("fastapi_exporter_process_start_time_seconds", frozenset())]
+    assert samples[("fastapi_exporter_process_threads", frozenset())] >= 2  # HTTP, tailer
 
 
 def test_check_config_prints_every_problem_at_once(tmp_path):

@@ -17,6 +17,16 @@ from exporter import (SOURCE, Exporter, Prometheus, descendants, http_get, kill_
 GRAFANA = os.path.join(SOURCE, "grafana")
 DASHBOARD = os.path.join(GRAFANA, "dashboards", "fastapi-dashboard.json")
 SERVICE = "fastapi-backend"
+KUBERNETES = os.path.join(GRAFANA, "kubernetes")
+# The target labels the Prometheus Operator gives a ServiceMonitor target, `service` being the
+# Kubernetes Service's name (a scrape_extra for Prometheus()).
+K8S_SERVICE = "fastapi-backend-metrics"
+K8S_TARGET_LABELS = f"""    relabel_configs:
+      - target_label: service
+        replacement: {K8S_SERVICE}
+      - target_label: namespace
+        replacement: default
+"""
 
 
 def load_dashboard():
@@ -117,6 +127,65 @@ def test_prometheus_config_passes_promtool(tmp_path):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_kubernetes_scrape_configs_honor_the_exporters_labels(tmp_path):
+    import yaml  # only here: the rest of the suite needs no YAML reader
+
+    with open(os.path.join(KUBERNETES, "servicemonitor.yaml")) as f:
+        service, monitor = yaml.safe_load_all(f)
+    assert (service["apiVersion"], service["kind"]) == ("v1", "Service")
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1",
+                                                         "ServiceMonitor")
+    # The monitor selects the Service, by a port the Service has, honoring the labels.
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= \
+        service["metadata"]["labels"].items()
+    ports = {port["name"] for port in service["spec"]["ports"]}
+    assert monitor["spec"]["endpoints"]
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert endpoint["port"] in ports and endpoint["honorLabels"] is True
+
+    with open(os.path.join(KUBERNETES, "podmonitor.yaml")) as f:
+        (pod_monitor,) = yaml.safe_load_all(f)
+    assert (pod_monitor["apiVersion"], pod_monitor["kind"]) == ("monitoring.coreos.com/v1",
+                                                                 "PodMonitor")
+    # The same pods as the Service's, by the container port the Service targets.
+    assert pod_monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+    assert pod_monitor["spec"]["podMetricsEndpoints"]
+    for endpoint in pod_monitor["spec"]["podMetricsEndpoints"]:
+        assert endpoint["port"] == service["spec"]["ports"][0]["targetPort"]
+        assert endpoint["honorLabels"] is True
+
+    with open(os.path.join(KUBERNETES, "prometheus.yml")) as f:
+        config = yaml.safe_load(f)
+    (job,) = config["scrape_configs"]
+    assert job["honor_labels"] is True and job["kubernetes_sd_configs"] == [{"role": "pod"}]
+    # Debian's Prometheus is built without Kubernetes discovery: promtool checks the rest of
+    # the job, its relabelings included, with static targets in its place.
+    del job["kubernetes_sd_configs"]
+    job["static_configs"] = [{"targets": ["127.0.0.1:9869"]}]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    check = subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_without_honor_labels_the_targets_service_label_wins(tmp_path):
+    """Why the Kubernetes configs honor labels: a `service` target label, as the Prometheus
+    Operator gives every ServiceMonitor target, otherwise renames the exporter's own."""
+    exporter = Exporter(tmp_path, "services:\n  - name: exporter\n    process: {pid: self}\n")
+    prometheus = None
+    try:
+        exporter.start()
+        prometheus = Prometheus(tmp_path, exporter.port, K8S_TARGET_LABELS)
+        wait_until(lambda: prometheus.query("fastapi_exporter_service_up"), timeout=30,
+                   what="a scrape")
+        (labels, _), = prometheus.query("fastapi_exporter_service_up")
+        assert (labels["service"], labels["exported_service"]) == (K8S_SERVICE, "exporter")
+    finally:
+        if prometheus:
+            prometheus.stop()
+        exporter.stop()
+
+
 # ---------------------------------------------------------------------------------------------
 # End to end on a real Prometheus
 
@@ -154,7 +223,10 @@ services:
       - /api/items
     exclude_paths: [/health]
 """).start()
-        prometheus = Prometheus(tmp_path, exporter.port)
+        # Scraped as on Kubernetes with the shipped configs (grafana/kubernetes/): the target
+        # has its own `service` label, and the exporter's labels are honored.
+        prometheus = Prometheus(tmp_path, exporter.port,
+                                "    honor_labels: true\n" + K8S_TARGET_LABELS)
         yield app, url, log, prometheus
     finally:
         if prometheus:
@@ -286,5 +358,11 @@ def test_every_panel_shows_the_truth(stack):
     assert memory == pytest.approx(rss_now, rel=0.10)
 
     assert single("Services Up") == 1
+    # The service variable (label_values(fastapi_requests_total, service)) lists the exporter's
+    # service, not the Kubernetes Service of the target, and nothing was renamed.
+    assert [m for m, _ in prometheus.query("group by (service) (fastapi_requests_total)")] == [
+        {"service": SERVICE}]
+    assert prometheus.query('count({exported_service!=""})') == []
+    assert prometheus.query('count(process_cpu_seconds_total{namespace="default"})')
     assert all(value == 0 for _, value in results[("Access-Log Lines Skipped", "A")])
     assert all(value == 0 for _, value in results[("Access-Log Backlog", "A")])

@@ -1,5 +1,7 @@
 """The real daemon watching real processes it did not start, checked against /proc read here."""
 
+import os
+import shutil
 import time
 
 import pytest
@@ -170,3 +172,42 @@ def test_garbage_pidfile_is_counted_and_the_daemon_keeps_serving(tmp_path):
     assert "does not hold a PID" in exporter.log_path.read_text()
     # Logged once, not once per scrape.
     assert exporter.log_path.read_text().count("does not hold a PID") == 1
+
+
+# Makes itself not dumpable (prctl PR_SET_DUMPABLE 0, as setuid programs and some sandboxes
+# are): its /proc/PID files then belong to root, and reading its io takes CAP_SYS_PTRACE.
+NOT_DUMPABLE = """
+import ctypes, sys, time
+ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
+with open(sys.argv[1], "w") as f:
+    f.write("ready")
+while True:
+    time.sleep(1)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="needs root, to drop CAP_SYS_PTRACE with setpriv")
+def test_an_unreadable_process_of_roots_own_is_not_blamed_on_another_user(tmp_path):
+    """Issue #16: an exporter running as root without CAP_SYS_PTRACE (a capability bounding
+    set) said "another user's process needs CAP_SYS_PTRACE" of a process of root's own."""
+    ready = tmp_path / "ready"
+    target = spawn_python(NOT_DUMPABLE, ready)
+    try:
+        wait_until(ready.exists, what="the process not dumpable")
+        exporter = Exporter(tmp_path, service_config("locked", f"pid: {target.pid}"))
+        exporter.args[:0] = ["setpriv", "--bounding-set", "-sys_ptrace", "--inh-caps",
+                             "-sys_ptrace"]
+        with exporter:
+            samples = exporter.scrape()
+        io_errors = samples[("fastapi_exporter_read_errors_total",
+                             frozenset({("service", "locked"), ("kind", "io")}))]
+        assert io_errors == 1
+        assert ("process_io_read_bytes_total", frozenset({("service", "locked")})) not in samples
+        log = exporter.log_path.read_text()
+        assert f"cannot read /proc/{target.pid}/io (permission denied: the process is not " \
+               "dumpable or a security module" in log, log
+        assert "another user" not in log
+    finally:
+        target.kill()
+        target.wait()

@@ -240,3 +240,19 @@ def test_exclude_paths_with_and_without_trailing_slash(tmp_path):
     })
     assert requests(samples, "api") == 1  # /healthz only
     assert self_metric(samples, "fastapi_exporter_log_excluded_total", "api") == 4
+
+
+def test_gunicorn_uvicorn_worker_lines_are_uvicorns(tmp_path):
+    """gunicorn -k uvicorn.workers.UvicornWorker --access-logfile F writes uvicorn's access
+    message ('%s - "%s %s HTTP/%s" %d', uvicorn/protocols/http/h11_impl.py) through gunicorn's
+    "%(message)s" handler, whatever --access-logformat says: no status phrase, no duration.
+    docs/access-logs.md says to read such a file with `format: uvicorn`."""
+    samples = oneshot(tmp_path, {
+        "worker": ("format: uvicorn", [
+            '127.0.0.1:54321 - "GET /api/users/3 HTTP/1.1" 200',
+            '127.0.0.1:54322 - "GET /api/users/4?x=1 HTTP/1.1" 404',
+            '[2026-11-30 08:00:00 +0000] [12] [INFO] Booting worker with pid: 12'], ""),
+    })
+    assert requests(samples, "worker", path="/api/users/{user_id}") == 2
+    assert requests(samples, "worker", status_code=404) == 1
+    assert observed(samples, "worker") == 0

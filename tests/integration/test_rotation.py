@@ -188,7 +188,7 @@ def test_redirect_writer_under_logrotate_copytruncate(tmp_path):
             assert requests_total(exporter) == writer.written == 500 + 4 * 2100
             assert self_metric(exporter, "fastapi_exporter_log_truncations_total") == 4
             assert self_metric(exporter, "fastapi_exporter_log_parse_errors_total") == 0
-            assert self_metric(exporter, "fastapi_exporter_log_bytes_unread") == 0
+            assert self_metric(exporter, "fastapi_exporter_log_unread_bytes") == 0
     finally:
         writer.close()
     with open(log, "rb") as f:
@@ -302,3 +302,48 @@ def test_create_rotation_with_an_app_that_never_reopens_its_log(tmp_path):
     finally:
         writer.close()
     assert "open for writing" in exporter.log_path.read_text()
+
+
+def test_logrotate_copytruncate_while_the_exporter_is_stopped(tmp_path):
+    """The nightly rotation runs while the exporter is down (copytruncate, compress,
+    delaycompress): the lines written after the saved position are counted from the copy,
+    the copy's older lines are not counted again, and neither is anything after a restart."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "access.log"
+    rotate_config = tmp_path / "logrotate.conf"
+    rotate_config.write_text(f"{log} {{\n  copytruncate\n  rotate 3\n  compress\n"
+                             "  delaycompress\n  missingok\n}\n")
+    os.chmod(rotate_config, 0o644)
+
+    def rotate():
+        subprocess.run(["logrotate", "-f", "-s", str(tmp_path / "logrotate.state"),
+                        str(rotate_config)], check=True, timeout=60)
+
+    written = 0
+
+    def write(count):
+        nonlocal written
+        with open(log, "a") as f:
+            f.write("".join(json_line(written + i) for i in range(count)))
+        written += count
+
+    body = config(tmp_path, f"{log}")
+    log.touch()
+    with Exporter(tmp_path, body) as exporter:
+        write(1000)
+        wait_until(lambda: requests_total(exporter) == 1000, what="first lines")
+    write(5)  # while stopped, before the rotation: only in the copy
+    rotate()
+    write(3)
+    with Exporter(tmp_path, body) as exporter:
+        wait_until(lambda: requests_total(exporter) == 8, what="8 lines counted")
+        time.sleep(1.0)
+        assert requests_total(exporter) == 8
+        write(2)
+        rotate()  # access.log.1 -> access.log.2.gz while running
+        write(4)
+        wait_until(lambda: requests_total(exporter) == 14, what="14 lines counted")
+        time.sleep(1.0)
+        assert requests_total(exporter) == 14
+    assert os.path.exists(f"{log}.2.gz")

@@ -72,11 +72,25 @@ TEST(Config, UnknownKeyNamesKeyAndLine) {
   EXPECT_THAT(error.message, HasSubstr("pidfile"));  // lists what is expected
 }
 
+TEST(Config, PidSelfNamesTheExportersOwnProcess) {
+  const LoadResult result =
+      ParseConfig("services:\n  - name: exporter\n    process:\n      pid: self\n");
+  ASSERT_TRUE(result.ok());
+  EXPECT_TRUE(result.config.services[0].process.pid_self);
+  EXPECT_FALSE(result.config.services[0].process.pid);
+  EXPECT_FALSE(result.config.services[0].process.empty());
+
+  const ConfigError error = OnlyError("services:\n  - name: a\n    process:\n      pid: Self\n");
+  EXPECT_EQ(error.key, "services[0].process.pid");
+  EXPECT_EQ(error.position.line, 4);
+  EXPECT_EQ(error.message, "must be a PID or self, got 'Self'");
+}
+
 TEST(Config, WrongTypes) {
   ConfigError error = OnlyError("services:\n  - name: a\n    process:\n      pid: abc\n");
   EXPECT_EQ(error.key, "services[0].process.pid");
   EXPECT_EQ(error.position.line, 4);
-  EXPECT_THAT(error.message, HasSubstr("must be an integer, got 'abc'"));
+  EXPECT_EQ(error.message, "must be a PID or self, got 'abc'");
 
   error = OnlyError("services:\n  - name: a\n    process:\n      comm: x\n      children: maybe\n");
   EXPECT_EQ(error.key, "services[0].process.children");

@@ -8,6 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <string>
+
 namespace fastapi_exporter {
 namespace {
 
@@ -45,6 +48,59 @@ TEST(HttpServer, PortInUseIsAClearError) {
   EXPECT_FALSE(server.Start(error));
   EXPECT_THAT(error, HasSubstr("cannot listen on 127.0.0.1:" + std::to_string(port)));
   close(holder);
+}
+
+// A raw HTTP/1.0 GET on loopback: the whole response, headers included.
+std::string Get(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(uint16_t(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    close(fd);
+    return {};
+  }
+  const std::string request = "GET " + path + " HTTP/1.0\r\n\r\n";
+  [[maybe_unused]] const ssize_t sent = write(fd, request.data(), request.size());
+  std::string response;
+  char buffer[4096];
+  for (ssize_t n; (n = read(fd, buffer, sizeof buffer)) > 0;) response.append(buffer, size_t(n));
+  close(fd);
+  return response;
+}
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t length = sizeof address;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+TEST(HttpServer, HealthzAnswers503WithTheReason) {
+  std::atomic<bool> broken{false};
+  HttpServerOptions options;
+  options.listen_address = {"127.0.0.1", FreePort()};
+  options.render_metrics = [](bool) { return MetricsBody{}; };
+  options.unhealthy_reason = [&] {
+    return broken ? std::string("the access-log reader stopped: test") : std::string();
+  };
+  HttpServer server(options);
+  std::string error;
+  ASSERT_TRUE(server.Start(error)) << error;
+  const std::string ok = Get(options.listen_address.port, "/healthz");
+  EXPECT_THAT(ok, HasSubstr(" 200 OK\r\n"));
+  EXPECT_THAT(ok, HasSubstr("\r\n\r\nok\n"));
+  broken = true;
+  const std::string unhealthy = Get(options.listen_address.port, "/healthz");
+  EXPECT_THAT(unhealthy, HasSubstr(" 503 Service Unavailable\r\n"));
+  EXPECT_THAT(unhealthy, HasSubstr("unhealthy: the access-log reader stopped: test\n"));
+  server.Stop();
 }
 
 TEST(HttpServer, UnresolvableHostIsAClearError) {

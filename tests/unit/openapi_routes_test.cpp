@@ -98,7 +98,8 @@ TEST(OpenApiRoutes, AHandMadeDocumentWithFiveThousandPaths) {
   std::string document =
       R"({"openapi":"3.1.0","servers":[{"url":"http://gw.example:8080/base/"}],"paths":{)";
   for (int i = 0; i < 5000; ++i) {
-    document += (i ? "," : "") + std::string("\"/r") + std::to_string(i) + "/{id}\":{}";
+    document += i ? ",\"/r" : "\"/r";
+    document += std::to_string(i) + "/{id}\":{}";
   }
   document += "}}";
   std::vector<config::RouteTemplate> routes;
@@ -210,7 +211,10 @@ TEST(RouteIndex, FirstMatchInTableOrderAsAScanSays) {
   for (int n = 0; n < 3000; ++n) {
     std::string target;
     const int length = 1 + int(random() % 5);
-    for (int i = 0; i < length; ++i) target += "/" + pick(words);
+    for (int i = 0; i < length; ++i) {
+      target += '/';
+      target += pick(words);
+    }
     std::string expected;
     for (const auto& route : routes) {
       RouteNormalizer one({route}, {}, 1000);

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <optional>
 
 #include "tests/unit/fake_proc.hpp"
@@ -217,6 +219,55 @@ TEST_F(ProcessCollectorTest, GarbagePidfileIsAReadErrorNotAProcess) {
   const auto families = collector.Collect();
   EXPECT_EQ(Value(families, "fastapi_exporter_service_up", "api"), 0);
   EXPECT_EQ(Value(families, "fastapi_exporter_read_errors_total", "api", "pidfile"), 2);
+}
+
+// Issue #16: the demo watched the exporter with a cmdline pattern that matched every
+// exporter on the machine; `pid: self` is the proc root's `self`, and nothing else.
+TEST_F(ProcessCollectorTest, PidSelfIsTheExporterAloneAndItsOwnMetricsAreSeparate) {
+  FakeProcess self = Process(300, 1, 70);
+  self.stime = 30;
+  self.argv = {"/usr/bin/fastapi-exporter", "--config.file=a.yaml"};
+  self.rss_pages = 2500;
+  self.vsize = 50 << 20;
+  self.threads = 6;
+  self.open_fds = 11;
+  self.max_open_files_soft = "524288";
+  self.start_ticks = 9000;
+  FakeProcess other = Process(301, 1, 5);
+  other.argv = {"/usr/bin/fastapi-exporter", "--config.file=b.yaml"};
+  fake.Write(self);
+  fake.Write(other);
+  std::filesystem::create_directory_symlink("300", fake.proc_root() + "/self");
+
+  auto collector = Collector({Service("exporter", {.pid_self = true, .children = false})});
+  const auto families = collector.Collect();
+  EXPECT_EQ(Value(families, "process_processes", "exporter"), 1);
+  EXPECT_DOUBLE_EQ(*Value(families, "process_cpu_seconds_total", "exporter"), 100 * tick);
+  // The exporter's own, without labels, whatever the services are.
+  const auto own = [&](const std::string& name) -> std::optional<double> {
+    for (const auto& family : families) {
+      if (family.name != name) continue;
+      EXPECT_EQ(family.metric.size(), 1u) << name;
+      EXPECT_TRUE(family.metric[0].label.empty()) << name;
+      return family.type == prometheus::MetricType::Counter ? family.metric[0].counter.value
+                                                            : family.metric[0].gauge.value;
+    }
+    return std::nullopt;
+  };
+  EXPECT_DOUBLE_EQ(*own("fastapi_exporter_process_cpu_seconds_total"), 100 * tick);
+  EXPECT_EQ(own("fastapi_exporter_process_resident_memory_bytes"), 2500 * page);
+  EXPECT_EQ(own("fastapi_exporter_process_virtual_memory_bytes"), 50 << 20);
+  EXPECT_EQ(own("fastapi_exporter_process_threads"), 6);
+  EXPECT_EQ(own("fastapi_exporter_process_open_fds"), 11);
+  EXPECT_EQ(own("fastapi_exporter_process_max_fds"), 524288);
+  EXPECT_DOUBLE_EQ(*own("fastapi_exporter_process_start_time_seconds"), 1700000000 + 9000 * tick);
+
+  // With no service at all, the exporter's own metrics are still there.
+  auto bare = Collector({});
+  const auto bare_families = bare.Collect();
+  EXPECT_TRUE(std::any_of(bare_families.begin(), bare_families.end(), [](const auto& family) {
+    return family.name == "fastapi_exporter_process_resident_memory_bytes";
+  }));
 }
 
 TEST_F(ProcessCollectorTest, EveryReadErrorKindIsThereAtZeroFromTheFirstScrape) {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <filesystem>
+
 #include "tests/unit/fake_proc.hpp"
 
 namespace fastapi_exporter::process {
@@ -139,6 +141,49 @@ TEST(ProcFs, ReadStatusesOfMissingAndPresentFiles) {
   p.kernel_has_children_file = false;
   fake.Write(p);
   EXPECT_EQ(procfs.ReadChildren(4242, children), ReadStatus::kUnsupported);
+}
+
+TEST(ProcFs, SelfPidIsTheTargetOfTheRootsSelfLink) {
+  testing::FakeProc fake;
+  ProcFs procfs(fake.proc_root(), fake.cgroup_root());
+  EXPECT_EQ(procfs.SelfPid(), ::getpid());  // no link: this process
+  std::filesystem::create_directory_symlink("4242", fake.proc_root() + "/self");
+  EXPECT_EQ(procfs.SelfPid(), 4242);
+  EXPECT_EQ(ProcFs("/proc", "/sys/fs/cgroup").SelfPid(), ::getpid());
+}
+
+TEST(ProcFs, OwnerOfAProcess) {
+  testing::FakeProc fake;
+  ProcFs procfs(fake.proc_root(), fake.cgroup_root());
+  EXPECT_FALSE(procfs.Owner(4242));
+  testing::FakeProcess p;
+  p.pid = 4242;
+  fake.Write(p);
+  EXPECT_EQ(procfs.Owner(4242), ::geteuid());
+}
+
+// Issue #16: "another user's process needs CAP_SYS_PTRACE" was said of a root-owned process
+// to an exporter running as root.
+TEST(UnreadableReason, BlamesTheOwnerOnlyWhenItIsAnotherUser) {
+  EXPECT_EQ(UnreadableReason(ReadStatus::kDenied, 1000, 998, "CAP_SYS_PTRACE"),
+            "permission denied: another user's process needs CAP_SYS_PTRACE");
+  EXPECT_EQ(UnreadableReason(ReadStatus::kDenied, 1000, 0, "CAP_SYS_PTRACE"),
+            "permission denied: running as root, yet without CAP_SYS_PTRACE (a capability "
+            "bounding set or a user namespace?)");
+  const std::string own =
+      "permission denied: the process is not dumpable or a security module (Yama, AppArmor, "
+      "SELinux) refused; CAP_DAC_READ_SEARCH allows it";
+  EXPECT_EQ(UnreadableReason(ReadStatus::kDenied, 0, 0, "CAP_DAC_READ_SEARCH"), own);
+  EXPECT_EQ(UnreadableReason(ReadStatus::kDenied, 998, 998, "CAP_DAC_READ_SEARCH"), own);
+  // Gone between the listing and the read: the owner is unknown, nobody is blamed.
+  EXPECT_EQ(
+      UnreadableReason(ReadStatus::kDenied, std::nullopt, 0, "CAP_SYS_PTRACE").find("another user"),
+      std::string::npos);
+  EXPECT_EQ(UnreadableReason(ReadStatus::kGone, 0, 0, "CAP_SYS_PTRACE"), "the process is gone");
+  EXPECT_EQ(UnreadableReason(ReadStatus::kUnsupported, 0, 0, "CAP_SYS_PTRACE"),
+            "the kernel does not provide this file");
+  EXPECT_EQ(UnreadableReason(ReadStatus::kError, 0, 0, "CAP_SYS_PTRACE"),
+            "the kernel returned an error other than permission denied");
 }
 
 }  // namespace

@@ -319,6 +319,46 @@ TEST_F(TailerTest, RotationWhileStoppedIsRecovered) {
   EXPECT_EQ(recorded.lines, (Lines{"2 before the rotation", "3 in the new file"}));
 }
 
+// copytruncate while the daemon was stopped: the file keeps its inode but starts over, and
+// what was written between the saved position and the copy is only in the copy. Counted
+// once: the copy from the saved position (not from its start), then the file from 0.
+TEST_F(TailerTest, CopyTruncateWhileStoppedReadsTheCopyFromTheSavedPosition) {
+  for (const auto start_at : {config::StartAt::kEnd, config::StartAt::kBeginning}) {
+    for (const bool compress_later : {false, true}) {
+      SCOPED_TRACE(std::string(start_at == config::StartAt::kEnd ? "end" : "beginning") +
+                   (compress_later ? ", copy renamed again later" : ""));
+      fs::remove_all(dir);
+      fs::create_directories(dir);
+      recorded.lines.clear();
+      std::string before;
+      for (int i = 0; i < 1000; ++i) before += "old " + std::to_string(i) + "\n";
+      Append("a.log", before);
+      Positions saved;
+      {
+        auto tailer = MakeTailer(config::StartAt::kBeginning);
+        tailer->Poll();
+        saved = tailer->Snapshot();
+      }
+      ASSERT_EQ(recorded.lines.size(), 1000u);
+      recorded.lines.clear();
+      Append("a.log", "5 before the copy\nlast before the copy\n");
+      CopyTruncate(Path("a.log"), Path("a.log.1"));
+      Append("a.log", "after the copy\n");
+      auto tailer = MakeTailer(start_at);
+      tailer->Restore(saved);
+      tailer->Poll();
+      EXPECT_EQ(recorded.lines,
+                (Lines{"5 before the copy", "last before the copy", "after the copy"}));
+      // The copy is done with: a later rotation (delaycompress renames it) reads nothing again.
+      if (compress_later) fs::rename(Path("a.log.1"), Path("a.log.2"));
+      Append("a.log", "next\n");
+      tailer->Poll(true);
+      EXPECT_EQ(recorded.lines.size(), 4u);
+      EXPECT_EQ(recorded.lines.back(), "next");
+    }
+  }
+}
+
 TEST_F(TailerTest, ReusedInodeWithOtherContentStartsOver) {
   Append("a.log", "first file\n");
   Positions saved;
