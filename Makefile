@@ -6,16 +6,19 @@ BUILD_TSAN ?= build-tsan
 BUILD_FUZZ ?= build-fuzz
 BUILD_RELEASE ?= build-release
 BUILD_CLANG ?= build-clang
-CONFIG     ?= examples/demo.yaml
+CONFIG     ?=
 CMAKE_ARGS ?=
 # The project's own builds (tests, CI) treat warnings as errors; `make build`/`make run` and
 # packagers' builds do not, so that a newer compiler's new warning breaks nobody's install.
 WERROR := -DFASTAPI_EXPORTER_WERROR=ON
 
-.PHONY: run test build build-asan build-tsan build-fuzz build-matrix fuzz bench package deps deps-test clean
+.PHONY: run test build build-asan build-tsan build-fuzz build-matrix fuzz bench package deps deps-run deps-test clean
 
 deps:
 	@packaging/install-deps.sh
+
+deps-run:
+	@packaging/install-deps.sh --with-run
 
 deps-test:
 	@packaging/install-deps.sh --with-tests
@@ -24,9 +27,15 @@ build: deps
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
 	cmake --build $(BUILD)
 
-# Builds and starts the exporter in the foreground on http://127.0.0.1:9869/metrics.
-run: build
-	exec $(BUILD)/daemon/fastapi-exporter --config.file=$(CONFIG)
+# Builds and starts the example FastAPI app (uvicorn, 2 workers), a steady traffic mix and
+# the exporter watching it; the live view is on http://127.0.0.1:9869/. With CONFIG=file:
+# the exporter alone on that configuration. Ctrl-C stops all of it.
+run: build deps-run
+	@if [ -n "$(CONFIG)" ]; then \
+	  exec $(BUILD)/daemon/fastapi-exporter --config.file=$(CONFIG); \
+	else \
+	  exec examples/fastapi-app/run.sh $(BUILD)/daemon/fastapi-exporter; \
+	fi
 
 build-asan: deps-test
 	cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTAPI_EXPORTER_SANITIZE=ON $(WERROR)

@@ -565,9 +565,10 @@ void ReadServices(SchemaReader& reader, const SchemaReader::Entry& services_entr
   for (std::size_t i = 0; i < services_entry.value.size(); ++i) {
     const YAML::Node item = services_entry.value[i];
     const std::string path = "services[" + std::to_string(i) + "]";
-    auto entries = reader.Mapping(item, item, path,
-                                  {"name", "process", "access_logs", "routes", "routes_from",
-                                   "exclude_paths", "max_paths", "buckets", "wire"});
+    auto entries =
+        reader.Mapping(item, item, path,
+                       {"name", "process", "access_logs", "routes", "routes_from", "exclude_paths",
+                        "max_paths", "buckets", "wire", "recent_lines", "recent_lines_query"});
     if (!entries) continue;
     ServiceConfig service;
     service.position = PositionOf(item);
@@ -575,6 +576,8 @@ void ReadServices(SchemaReader& reader, const SchemaReader::Entry& services_entr
       YAML::Node counting = YAML::Clone(item);
       counting.remove("process");
       counting.remove("access_logs");
+      counting.remove("recent_lines");  // the live view's, not the counters'
+      counting.remove("recent_lines_query");
       service.request_fingerprint = YAML::Dump(counting);
     }
     bool has_process = false;
@@ -623,6 +626,12 @@ void ReadServices(SchemaReader& reader, const SchemaReader::Entry& services_entr
           reader.Error(entry.key, path + ".wire.ports",
                        "auto needs the service's processes: add a process selector, or list the "
                        "ports");
+        }
+      } else if (name == "recent_lines") {
+        if (auto on = reader.Bool(entry, path + ".recent_lines")) service.recent_lines = *on;
+      } else if (name == "recent_lines_query") {
+        if (auto on = reader.Bool(entry, path + ".recent_lines_query")) {
+          service.recent_lines_query = *on;
         }
       }
     }

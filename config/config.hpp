@@ -125,6 +125,10 @@ struct ServiceConfig {
   std::vector<std::string> exclude_paths;  // not counted at all
   int max_paths = 200;                     // distinct `path` values; beyond it, "__other__"
   std::vector<double> buckets{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0};
+  // The live view's Logger Stream: off for services whose paths carry secrets; query
+  // strings are kept only when asked (they often carry tokens).
+  bool recent_lines = true;
+  bool recent_lines_query = false;
   SourcePosition position;
   // Everything that shapes the service's request series (name, routes, exclude_paths,
   // max_paths, buckets) as written: equal fingerprints keep its counters on reload.

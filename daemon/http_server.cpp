@@ -263,6 +263,7 @@ int HttpServer::HandleMetrics(mg_connection* conn, void* self_ptr) {
 int HttpServer::HandleLanding(mg_connection* conn, void* self_ptr) {
   auto* self = static_cast<HttpServer*>(self_ptr);
   if (!self->Authorized(conn)) return 401;
+  if (self->options_.web_app) return self->HandleWebApp(conn);
   if (std::strcmp(mg_get_request_info(conn)->local_uri, "/") != 0) {
     SendResponse(conn, 404, "text/plain", "not found\n");
     return 404;
@@ -274,6 +275,32 @@ int HttpServer::HandleLanding(mg_connection* conn, void* self_ptr) {
   SendResponse(conn, 200, "text/html; charset=utf-8",
                self->options_.landing_page_html ? self->options_.landing_page_html() : "");
   return 200;
+}
+
+int HttpServer::HandleWebApp(mg_connection* conn) {
+  if (!IsGetOrHead(conn)) {
+    SendResponse(conn, 405, "text/plain", "method not allowed\n");
+    return 405;
+  }
+  const mg_request_info* request = mg_get_request_info(conn);
+  WebResponse response;
+  if (!options_.web_app(request->local_uri ? request->local_uri : "",
+                        request->query_string ? request->query_string : "", response)) {
+    SendResponse(conn, 404, "text/plain", "not found\n");
+    return 404;
+  }
+  // Scripts, styles and data come from here only, and no inline script runs: a path or log
+  // line that slipped into the page as markup could not execute. Dygraphs positions its
+  // elements with style attributes, hence style-src 'unsafe-inline' (styles cannot run code).
+  SendResponse(conn, response.status, response.content_type.c_str(), response.body,
+               {{"Content-Security-Policy",
+                 "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                 "img-src 'self' data:; connect-src 'self'; base-uri 'none'; "
+                 "form-action 'none'; frame-ancestors 'none'"},
+                {"X-Content-Type-Options", "nosniff"},
+                {"Referrer-Policy", "no-referrer"},
+                {"Cache-Control", response.cache ? "max-age=3600" : "no-store"}});
+  return response.status;
 }
 
 int HttpServer::HandleHealth(mg_connection* conn, void* self_ptr) {

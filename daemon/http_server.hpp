@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/listen_address.hpp"
@@ -25,6 +26,14 @@ struct MetricsBody {
   bool gzip = false;  // the pieces together are a gzip file (Content-Encoding: gzip)
 };
 
+// A response of the live view (daemon/live_view.hpp).
+struct WebResponse {
+  int status = 200;
+  std::string content_type;
+  std::string body;
+  bool cache = false;  // static assets: may be cached; API answers and the page: not
+};
+
 struct HttpServerOptions {
   config::ListenAddress listen_address;
   std::string telemetry_path = "/metrics";
@@ -35,6 +44,9 @@ struct HttpServerOptions {
   // Called concurrently from server threads: empty when healthy, otherwise why not, which
   // /healthz answers with 503.
   std::function<std::string()> unhealthy_reason;
+  // The live view: called concurrently for every path but the telemetry path and /healthz,
+  // behind the same TLS and basic auth; false: not its path (404). Unset: the landing page.
+  std::function<bool(std::string_view path, std::string_view query, WebResponse&)> web_app;
   int threads = 4;
   // Serve HTTPS with these settings instead of HTTP.
   std::shared_ptr<TlsServer> tls;
@@ -61,6 +73,7 @@ class HttpServer {
   static int HandleMetrics(mg_connection* conn, void* self);
   static int HandleLanding(mg_connection* conn, void* self);
   static int HandleHealth(mg_connection* conn, void* self);
+  int HandleWebApp(mg_connection* conn);
   static int InitTls(void* ssl_context, void* self);
   static int LogMessage(const mg_connection* conn, const char* message);
   // Answers 401 and returns false when the request lacks valid credentials.

@@ -24,6 +24,7 @@
 #include "config/listen_address.hpp"
 #include "config/web_config.hpp"
 #include "daemon/http_server.hpp"
+#include "daemon/live_view.hpp"
 #include "daemon/logging.hpp"
 
 namespace fe = fastapi_exporter;
@@ -44,6 +45,8 @@ struct Flags {
   bool oneshot = false;
   bool version = false;
   bool hash_password = false;
+  double live_interval = 5;  // seconds between the live view's samples
+  double live_keep = 3600;   // seconds of history it keeps
 };
 
 std::string VersionLine() {
@@ -181,6 +184,12 @@ class Daemon {
         fe::wire::WireOptions{flags_.proc_root, flags_.cgroup_root});
     wire_->Start();
     SetLandingPage(config);
+    fe::LiveViewOptions live;
+    live.history.interval_seconds = flags_.live_interval;
+    live.history.keep_seconds = flags_.live_keep;
+    live_view_ = std::make_unique<fe::LiveView>(exposition_, access_logs_->recent_lines(), live);
+    live_view_->Configure(config);
+    live_view_->Start();
 
     if (!StartServer(config, web_security, problem)) {
       spdlog::error("{}", problem);
@@ -197,7 +206,8 @@ class Daemon {
 
     const int status = WaitForSignals(signals);
     sd_notify(0, "STOPPING=1");
-    server_->Stop();       // no scrape is accepted any more
+    server_->Stop();  // no scrape is accepted any more
+    live_view_->Stop();
     access_logs_->Stop();  // finishes the lines in hand and saves positions
     wire_->Stop();
     if (access_logs_->empty()) {
@@ -300,6 +310,7 @@ class Daemon {
     access_logs_->Reconfigure(config);
     wire_->Reconfigure(config);
     SetLandingPage(config);
+    live_view_->Configure(config);
     spdlog::info("reloaded {}: {} service(s){}", flags_.config_file, config.services.size(),
                  restart_server ? ", listening on " + config.web.listen_address : "");
     running_ = std::move(config);
@@ -317,6 +328,10 @@ class Daemon {
       return landing_page_;
     };
     http.unhealthy_reason = [this] { return access_logs_->Health(); };
+    http.web_app = [this](std::string_view path, std::string_view query,
+                          fe::WebResponse& response) {
+      return live_view_->Handle(path, query, response);
+    };
     http.render_metrics = [this](bool accepts_gzip) {
       const auto started = std::chrono::steady_clock::now();
       fe::MetricsBody body{exposition_.Serve(accepts_gzip), accepts_gzip};
@@ -396,6 +411,7 @@ class Daemon {
   std::shared_ptr<fe::process::ProcessCollector> processes_;
   std::unique_ptr<fe::wire::WireCollector> wire_;
   std::shared_ptr<fe::TlsServer> tls_;
+  std::unique_ptr<fe::LiveView> live_view_;
   std::unique_ptr<fe::HttpServer> server_;
   std::mutex landing_mutex_;
   std::string landing_page_;
@@ -443,6 +459,14 @@ int main(int argc, char** argv) {
   app.add_flag("--web.hash-password", flags.hash_password,
                "Read a password from standard input, print its bcrypt hash for "
                "basic_auth_users, and exit");
+  app.add_option("--web.live-interval", flags.live_interval,
+                 "Seconds between the samples the page at / is drawn from")
+      ->capture_default_str()
+      ->check(CLI::Range(0.2, 600.0));
+  app.add_option("--web.live-history", flags.live_keep,
+                 "Seconds of history the page at / keeps (memory: docs/live-view.md)")
+      ->capture_default_str()
+      ->check(CLI::Range(60.0, 86400.0));
   CLI11_PARSE(app, argc, argv);
 
   if (flags.version) {

@@ -12,7 +12,9 @@ build_deps=(
   libcurl4-openssl-dev            # fetching the services' OpenAPI documents (routes_from)
   libpcap-dev libhttp-parser-dev  # the wire source: capture, HTTP/1.x parsing
   dpkg-dev file                   # cpack -G DEB: dpkg-shlibdeps and its helpers
+  libjs-dygraphs                  # the live view's charts, embedded in the binary
 )
+run_deps=(python3-fastapi python3-uvicorn)  # make run: the example FastAPI app
 test_deps=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   prometheus                      # promtool, and a real Prometheus for end-to-end tests
@@ -24,11 +26,13 @@ test_deps=(
   clang-14 libclang-rt-14-dev     # libFuzzer targets (tests/fuzz)
   logrotate                       # real copytruncate rotations (tests/integration/test_rotation.py)
   systemd-journal-remote          # real journal files for the journal source's tests
+  chromium                        # the live view's browser test (headless)
 )
 
 bench_deps=(mtail prometheus-process-exporter wrk tcpdump)  # the peers measured beside the exporter
 
 wanted=("${build_deps[@]}")
+[[ "${1:-}" == "--with-run" ]] && wanted+=("${run_deps[@]}")
 [[ "${1:-}" == "--with-tests" ]] && wanted+=("${test_deps[@]}")
 [[ "${1:-}" == "--with-bench" ]] && wanted+=("${test_deps[@]}" "${bench_deps[@]}")
 

@@ -13,6 +13,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <mutex>
 #include <optional>
 
@@ -208,14 +209,16 @@ class TailerState final : public TailerObserver {
 // The request counting of one service. Kept across a reload when its request_fingerprint is
 // unchanged; its series leave /metrics when it is destroyed.
 struct ServiceState {
-  ServiceState(const config::ServiceConfig& config, RequestStore& store, SelfFamilies& self)
+  ServiceState(const config::ServiceConfig& config, RequestStore& store, SelfFamilies& self,
+               std::shared_ptr<history::RecentLines> recent)
       : name(config.name),
         request_fingerprint(config.request_fingerprint),
         normalizer(std::make_unique<RouteNormalizer>(config.routes, ExcludedPaths(config),
                                                      config.max_paths)),
         metrics(std::make_unique<RequestMetrics>(store, config.name, config.buckets)),
         self(self),
-        overflow(&self.overflow.Add({{"service", config.name}})) {
+        overflow(&self.overflow.Add({{"service", config.name}})),
+        recent(std::move(recent)) {
     if (config.routes_from) {
       discovery = std::make_unique<RouteDiscovery>(
           config.name, *config.routes_from,
@@ -238,7 +241,8 @@ struct ServiceState {
   std::unique_ptr<RequestMetrics> metrics;
   SelfFamilies& self;
   Counter* overflow;
-  std::unique_ptr<RouteDiscovery> discovery;  // with routes_from
+  std::shared_ptr<history::RecentLines> recent;  // null: recent_lines is off
+  std::unique_ptr<RouteDiscovery> discovery;     // with routes_from
 
   // Called by the ingestion thread: a new discovered table replaces the old one between two
   // lines, so the normalizer needs no lock.
@@ -338,6 +342,13 @@ class SourceState final : public SourceObserver, public MessageSink, public Jour
                              service_.normalizer->PathLabel(route.path_id), request.status,
                              request.has_duration, request.duration_seconds);
     requests_->Increment();
+    if (service_.recent) {
+      timespec now{};
+      clock_gettime(CLOCK_REALTIME, &now);
+      service_.recent->Add(double(now.tv_sec) + double(now.tv_nsec) * 1e-9, request.method,
+                           request.target, request.status, request.has_duration,
+                           request.duration_seconds);
+    }
   }
 
   void CountLine() { lines_->Increment(); }
@@ -515,6 +526,11 @@ struct AccessLogCollector::Impl {
     sources.clear();
     services.clear();
 
+    {
+      std::vector<std::string> names;
+      for (const auto& service_config : config.services) names.push_back(service_config.name);
+      recent_lines->Keep(names);
+    }
     std::vector<TailSource> tail_sources;
     std::vector<SourceState*> journal_sources;
     std::vector<SourceState*> next_sources;
@@ -522,7 +538,15 @@ struct AccessLogCollector::Impl {
       const auto& service_config = config.services[s];
       if (!ReadsLogs(service_config)) continue;
       auto service = std::move(kept_services[s]);
-      if (!service) service = std::make_unique<ServiceState>(service_config, *store, self);
+      if (!service) {
+        service = std::make_unique<ServiceState>(service_config, *store, self, nullptr);
+      }
+      // Set apart from the counters: turning recent lines on or off keeps them.
+      service->recent = service_config.recent_lines
+                            ? recent_lines->Get(service_config.name, options.recent_lines,
+                                                service_config.recent_lines_query)
+                            : nullptr;
+      if (!service_config.recent_lines) recent_lines->Drop(service_config.name);
       kept_sources[s].resize(service_config.access_logs.size());
       for (std::size_t l = 0; l < service_config.access_logs.size(); ++l) {
         const auto& log = service_config.access_logs[l];
@@ -685,6 +709,8 @@ struct AccessLogCollector::Impl {
   std::string metric_prefix;
   int max_line_bytes = 0;
   std::shared_ptr<RequestStore> store;
+  std::shared_ptr<history::RecentLinesRegistry> recent_lines =
+      std::make_shared<history::RecentLinesRegistry>();
   SelfFamilies self;
   TailerState tailer_state;
   std::vector<std::unique_ptr<ServiceState>> services;
@@ -721,6 +747,10 @@ std::shared_ptr<TextSource> AccessLogCollector::request_metrics() const {
 
 std::shared_ptr<RequestStore> AccessLogCollector::request_store() const {
   return impl_->store;
+}
+
+std::shared_ptr<const history::RecentLinesRegistry> AccessLogCollector::recent_lines() const {
+  return impl_->recent_lines;
 }
 
 void AccessLogCollector::Start() {

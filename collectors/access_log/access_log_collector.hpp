@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "collectors/exposition.hpp"
+#include "collectors/history/recent_lines.hpp"
 #include "config/config.hpp"
 
 namespace fastapi_exporter::access_log {
@@ -22,6 +23,7 @@ struct AccessLogOptions {
   bool save_positions = true;   // off in one-shot mode
   bool from_beginning = false;  // one-shot mode: every file from its start
   std::chrono::milliseconds save_interval{5000};
+  std::size_t recent_lines = 1000;  // per service, for the live view's Logger Stream
 };
 
 // exclude_paths, and the path of the service's OpenAPI document when the exporter fetches
@@ -44,6 +46,9 @@ class AccessLogCollector {
   std::shared_ptr<TextSource> request_metrics() const;
   // The same store, for the other sources of request metrics (the wire).
   std::shared_ptr<RequestStore> request_store() const;
+
+  // The most recent lines of every service that keeps them (recent_lines), by name.
+  std::shared_ptr<const history::RecentLinesRegistry> recent_lines() const;
 
   // Follows the logs on a thread of its own, resuming from the positions file.
   void Start();

@@ -14,6 +14,7 @@
 #include "collectors/access_log/request_metrics.hpp"
 #include "collectors/access_log/route_normalizer.hpp"
 #include "collectors/access_log/tailer.hpp"
+#include "collectors/history/recent_lines.hpp"
 #include "config/config.hpp"
 
 namespace {
@@ -40,8 +41,9 @@ namespace fs = std::filesystem;
 // Parser, normalizer and metrics, as the collector chains them.
 class CountingSink : public LineSink {
  public:
-  CountingSink(LineParser& parser, RouteNormalizer& normalizer, RequestMetrics& metrics)
-      : parser_(parser), normalizer_(normalizer), metrics_(metrics) {}
+  CountingSink(LineParser& parser, RouteNormalizer& normalizer, RequestMetrics& metrics,
+               history::RecentLines& recent)
+      : parser_(parser), normalizer_(normalizer), metrics_(metrics), recent_(recent) {}
   void OnLine(std::string_view line) override {
     ParsedRequest request;
     if (parser_.Parse(line, request) != ParseError::kNone) return;
@@ -50,6 +52,8 @@ class CountingSink : public LineSink {
     metrics_.Record(ParseHttpMethod(request.method), route.path_id,
                     normalizer_.PathLabel(route.path_id), request.status, request.has_duration,
                     request.duration_seconds);
+    recent_.Add(1.0, request.method, request.target, request.status, request.has_duration,
+                request.duration_seconds);
   }
   void OnLineTooLong() override {}
 
@@ -57,6 +61,7 @@ class CountingSink : public LineSink {
   LineParser& parser_;
   RouteNormalizer& normalizer_;
   RequestMetrics& metrics_;
+  history::RecentLines& recent_;  // the live view's Logger Stream
 };
 
 void CheckNoAllocationPerLine(const std::string& log_yaml,
@@ -77,6 +82,7 @@ void CheckNoAllocationPerLine(const std::string& log_yaml,
   normalizer.SetDiscoveredRoutes(discovered);
   RequestStore store("fastapi");
   RequestMetrics metrics(store, "s", service.buckets);
+  history::RecentLines recent(1000);
 
   const fs::path dir = fs::temp_directory_path() / ("noalloc-" + std::to_string(getpid()));
   fs::create_directories(dir);
@@ -86,7 +92,9 @@ void CheckNoAllocationPerLine(const std::string& log_yaml,
   source.id = "s";
   source.glob = path;
   source.start_at = config::StartAt::kBeginning;
-  source.make_sink = [&] { return std::make_unique<CountingSink>(*parser, normalizer, metrics); };
+  source.make_sink = [&] {
+    return std::make_unique<CountingSink>(*parser, normalizer, metrics, recent);
+  };
   TailerOptions options;
   options.use_inotify = true;  // Poll(false) then reads without rescanning
   Tailer tailer({source}, options);
@@ -105,6 +113,7 @@ void CheckNoAllocationPerLine(const std::string& log_yaml,
   tailer.Poll(false);
   const long during = allocations.load() - before;
   EXPECT_EQ(metrics.recorded(), 25000u);
+  EXPECT_EQ(recent.added(), 25000u);
   EXPECT_EQ(during, 0) << "allocations while handling 20000 lines";
   fs::remove_all(dir);
 }

@@ -1,0 +1,80 @@
+// The live view: the page at / and its JSON API (docs/live-view.md), from a history the
+// exporter keeps of its own /metrics.
+//
+// A sampler thread renders the exposition every `interval` (the very text /metrics serves),
+// reads each service's request totals, duration histogram, CPU seconds and resident bytes
+// from it, and adds them to the service's history (collectors/history/history.hpp). The
+// Logger Stream reads the access-log collector's recent lines. HTTP threads call Handle()
+// concurrently.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "collectors/exposition.hpp"
+#include "collectors/history/history.hpp"
+#include "collectors/history/recent_lines.hpp"
+#include "config/config.hpp"
+#include "daemon/http_server.hpp"
+
+namespace fastapi_exporter {
+
+struct LiveViewOptions {
+  history::HistoryOptions history;
+  std::string metric_prefix = "fastapi";
+  std::string telemetry_path = "/metrics";
+};
+
+class LiveView {
+ public:
+  LiveView(const Exposition& exposition,
+           std::shared_ptr<const history::RecentLinesRegistry> recent_lines,
+           LiveViewOptions options);
+  ~LiveView();
+  LiveView(const LiveView&) = delete;
+  LiveView& operator=(const LiveView&) = delete;
+
+  // The services shown (in this order), the metric prefix and the telemetry path; the
+  // history of a service that stays is kept.
+  void Configure(const config::Config& config);
+  void Start();
+  void Stop();
+  // Takes one sample now (tests, and the first sample at start).
+  void SampleNow();
+
+  // Answers `/`, `/static/...` and `/api/v1/...`; false: not a live-view path.
+  bool Handle(std::string_view path, std::string_view query, WebResponse& response) const;
+
+  // Bytes held by the history and recent lines of every service.
+  std::size_t memory_bytes() const;
+
+  // Reads one service's totals from exposition text (public for tests).
+  static std::map<std::string, history::Totals> ReadTotals(std::string_view text,
+                                                           const std::string& metric_prefix);
+
+ private:
+  std::string ServicesJson() const;
+  std::string SeriesJson(std::string_view query) const;
+  std::string LogsJson(std::string_view query) const;
+  std::vector<std::shared_ptr<const history::ServiceHistory>> Selected(
+      const std::string& service) const;
+
+  const Exposition& exposition_;
+  std::shared_ptr<const history::RecentLinesRegistry> recent_lines_;
+  LiveViewOptions options_;
+  mutable std::mutex mutex_;  // services_, histories_, options_ prefix and path
+  std::vector<std::string> services_;
+  std::map<std::string, std::shared_ptr<history::ServiceHistory>> histories_;
+  std::thread thread_;
+  std::mutex stop_mutex_;
+  std::condition_variable stop_cv_;
+  bool stop_ = false;
+};
+
+}  // namespace fastapi_exporter
