@@ -48,16 +48,25 @@ std::string ReadBytes(const YAML::Node& item, const std::string& key) {
 
 }  // namespace
 
-bool PositionsWritable(const std::string& path, std::string& error) {
+namespace {
+
+// The temporary file a save writes before renaming it over `path` (its folder created);
+// -1 with the reason otherwise.
+int OpenTemporary(const std::string& path, const std::string& temp, std::string& error) {
   const std::filesystem::path target(path);
   std::error_code ec;
   if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path(), ec);
-  const std::string temp = path + ".tmp";
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (fd < 0) {
-    error = "cannot write " + temp + ": " + std::strerror(errno);
-    return false;
-  }
+  if (fd < 0) error = "cannot write " + temp + ": " + std::strerror(errno);
+  return fd;
+}
+
+}  // namespace
+
+bool PositionsWritable(const std::string& path, std::string& error) {
+  const std::string temp = path + ".tmp";
+  const int fd = OpenTemporary(path, temp, error);
+  if (fd < 0) return false;
   ::close(fd);
   ::unlink(temp.c_str());
   return true;
@@ -92,15 +101,9 @@ bool SavePositions(const std::string& path, const Positions& positions, std::str
   }
   out << YAML::EndMap;
 
-  const std::filesystem::path target(path);
-  std::error_code ec;
-  if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path(), ec);
   const std::string temp = path + ".tmp";
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (fd < 0) {
-    error = "cannot write " + temp + ": " + std::strerror(errno);
-    return false;
-  }
+  const int fd = OpenTemporary(path, temp, error);
+  if (fd < 0) return false;
   std::string text = out.c_str();
   text += '\n';
   const char* data = text.data();
@@ -124,6 +127,7 @@ bool SavePositions(const std::string& path, const Positions& positions, std::str
     error = "cannot rename " + temp + " to " + path + ": " + std::strerror(errno);
     return false;
   }
+  const std::filesystem::path target(path);
   const std::string folder = target.has_parent_path() ? target.parent_path().string() : ".";
   if (const int dir = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
     ::fsync(dir);
