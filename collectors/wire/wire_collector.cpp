@@ -260,7 +260,10 @@ class Service final : public RequestSink {
     reassembler_->SetServerPorts(ports);
     ports_gauge_->Set(double(ports.size()));
     std::string list;
-    for (const uint16_t port : ports) list += (list.empty() ? "" : ",") + std::to_string(port);
+    for (const uint16_t port : ports) {
+      if (!list.empty()) list += ',';
+      list += std::to_string(port);
+    }
     if (ports.empty()) {
       spdlog::warn("service {}: wire: no listening TCP port found; nothing is captured", name_);
     } else {
