@@ -40,6 +40,13 @@ def copytruncate_config(tmp_path, log):
     return config
 
 
+def wait_for_the_log_open(exporter):
+    """The default start_at is `end`: lines written before the exporter has opened the log
+    would be skipped on purpose. A slow start (sanitizer builds) must not race the writer."""
+    wait_until(lambda: self_metric(exporter, "fastapi_exporter_log_files") >= 1,
+               what="the log opened")
+
+
 class RedirectWriter:
     """Numbered JSON lines written the way `uvicorn ... > access.log` writes: the file opened
     without O_APPEND, so after a copytruncate the writer goes on at its old offset."""
@@ -174,6 +181,7 @@ def test_redirect_writer_under_logrotate_copytruncate(tmp_path):
 
     try:
         with Exporter(tmp_path, config(tmp_path, f"{log}")) as exporter:
+            wait_for_the_log_open(exporter)
             writer.write(500)
             wait_until(lambda: requests_total(exporter) == writer.written, what="first lines")
             for _ in range(4):
@@ -231,6 +239,7 @@ def test_redirect_writer_under_concurrent_logrotate_copytruncate(tmp_path):
         # Debug logging records every truncation and copy found, for a failure's post-mortem.
         with Exporter(tmp_path, config(tmp_path, f"{log}", "    max_paths: 100000\n"),
                       ["--log.level=debug"]) as exporter:
+            wait_for_the_log_open(exporter)
             thread = threading.Thread(target=keep_writing)
             thread.start()
             try:
@@ -281,6 +290,7 @@ def test_create_rotation_with_an_app_that_never_reopens_its_log(tmp_path):
 
     try:
         with Exporter(tmp_path, config(tmp_path, f"{log}")) as exporter:
+            wait_for_the_log_open(exporter)
             writer.write(10)
             wait_until(lambda: requests_total(exporter) == 10, what="first 10")
             os.rename(log, logs / "access.log.1")  # logrotate's create
@@ -331,6 +341,7 @@ def test_logrotate_copytruncate_while_the_exporter_is_stopped(tmp_path):
     body = config(tmp_path, f"{log}")
     log.touch()
     with Exporter(tmp_path, body) as exporter:
+        wait_for_the_log_open(exporter)
         write(1000)
         wait_until(lambda: requests_total(exporter) == 1000, what="first lines")
     write(5)  # while stopped, before the rotation: only in the copy
@@ -360,6 +371,7 @@ def test_positions_that_cannot_be_saved_are_said_at_start(tmp_path):
                                               f"{tmp_path}/not-a-folder/positions.yaml")
     with Exporter(tmp_path, body) as exporter:
         assert self_metric(exporter, "fastapi_exporter_log_positions_save_errors_total") == 1
+        wait_for_the_log_open(exporter)
         with open(log, "a") as f:
             f.write(json_line(1))
         wait_until(lambda: requests_total(exporter) == 1, what="the line counted")
