@@ -83,21 +83,7 @@ struct SelfFamilies {
                 .Help("Requests counted without a duration observation because their duration "
                       "field was not a duration (negative, not a number, over a day).")
                 .Register(registry)),
-        routes_discovered(prometheus::BuildGauge()
-                              .Name("fastapi_exporter_routes_discovered")
-                              .Help("Route templates read from the service's OpenAPI document "
-                                    "and in use.")
-                              .Register(registry)),
-        routes_last_success(
-            prometheus::BuildGauge()
-                .Name("fastapi_exporter_routes_last_refresh_success_timestamp_seconds")
-                .Help("When the service's OpenAPI document was last read successfully.")
-                .Register(registry)),
-        routes_refresh_errors(prometheus::BuildCounter()
-                                  .Name("fastapi_exporter_routes_refresh_errors_total")
-                                  .Help("Failed reads of the service's OpenAPI document, by "
-                                        "reason; the last good route table stays in use.")
-                                  .Register(registry)),
+        routes(RegisterRouteDiscoveryFamilies(registry)),
         abandoned(prometheus::BuildCounter()
                       .Name("fastapi_exporter_log_files_abandoned_total")
                       .Help("Rotated access-log files closed while a process still had them "
@@ -149,9 +135,7 @@ struct SelfFamilies {
   Family<Counter>& truncations;
   Family<Counter>& open_errors;
   Family<Counter>& invalid_durations;
-  Family<Gauge>& routes_discovered;
-  Family<Gauge>& routes_last_success;
-  Family<Counter>& routes_refresh_errors;
+  RouteDiscoveryFamilies routes;
   Family<Counter>& abandoned;
   Gauge& tailer_polling;
   Gauge& tailer_running;
@@ -220,10 +204,7 @@ struct ServiceState {
         overflow(&self.overflow.Add({{"service", config.name}})),
         recent(std::move(recent)) {
     if (config.routes_from) {
-      discovery = std::make_unique<RouteDiscovery>(
-          config.name, *config.routes_from,
-          RouteDiscoveryFamilies{self.routes_discovered, self.routes_last_success,
-                                 self.routes_refresh_errors});
+      discovery = std::make_unique<RouteDiscovery>(config.name, *config.routes_from, self.routes);
     }
   }
   ~ServiceState() { self.overflow.Remove(overflow); }

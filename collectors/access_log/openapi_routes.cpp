@@ -1,6 +1,8 @@
 #include "collectors/access_log/openapi_routes.hpp"
 
 #include <curl/curl.h>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
 
@@ -9,6 +11,22 @@
 #include <fstream>
 
 namespace fastapi_exporter::access_log {
+
+RouteDiscoveryFamilies RegisterRouteDiscoveryFamilies(prometheus::Registry& registry) {
+  return {prometheus::BuildGauge()
+              .Name("fastapi_exporter_routes_discovered")
+              .Help("Route templates read from the service's OpenAPI document and in use.")
+              .Register(registry),
+          prometheus::BuildGauge()
+              .Name("fastapi_exporter_routes_last_refresh_success_timestamp_seconds")
+              .Help("When the service's OpenAPI document was last read successfully.")
+              .Register(registry),
+          prometheus::BuildCounter()
+              .Name("fastapi_exporter_routes_refresh_errors_total")
+              .Help("Failed reads of the service's OpenAPI document, by reason; the last good "
+                    "route table stays in use.")
+              .Register(registry)};
+}
 namespace {
 
 namespace dom = simdjson::dom;

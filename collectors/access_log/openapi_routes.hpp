@@ -13,6 +13,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
+#include <prometheus/registry.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -60,6 +61,11 @@ struct RouteDiscoveryFamilies {
   prometheus::Family<prometheus::Gauge>& last_success;      // unix time of the last good refresh
   prometheus::Family<prometheus::Counter>& refresh_errors;  // by reason
 };
+
+// fastapi_exporter_routes_{discovered,last_refresh_success_timestamp_seconds,
+// refresh_errors_total} in `registry`: one definition for every source that discovers routes
+// (the registry merges a second registration only while name and help are identical).
+RouteDiscoveryFamilies RegisterRouteDiscoveryFamilies(prometheus::Registry& registry);
 
 // Fetches a service's OpenAPI document at start and every `refresh`, on a thread of its own:
 // a slow or dead service never holds up reading logs or scrapes. A failed refresh keeps the

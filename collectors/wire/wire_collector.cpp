@@ -95,21 +95,7 @@ struct SelfFamilies {
                           .Help("Requests not counted because their target is not a path.")
                           .Register(r)),
         // The same families as the access-log source's (the registry merges them).
-        routes_discovered(prometheus::BuildGauge()
-                              .Name("fastapi_exporter_routes_discovered")
-                              .Help("Route templates read from the service's OpenAPI document "
-                                    "and in use.")
-                              .Register(r)),
-        routes_last_success(
-            prometheus::BuildGauge()
-                .Name("fastapi_exporter_routes_last_refresh_success_timestamp_seconds")
-                .Help("When the service's OpenAPI document was last read successfully.")
-                .Register(r)),
-        routes_refresh_errors(prometheus::BuildCounter()
-                                  .Name("fastapi_exporter_routes_refresh_errors_total")
-                                  .Help("Failed reads of the service's OpenAPI document, by "
-                                        "reason; the last good route table stays in use.")
-                                  .Register(r)),
+        routes(access_log::RegisterRouteDiscoveryFamilies(r)),
         overflow(prometheus::BuildCounter()
                      .Name("fastapi_exporter_paths_overflow_total")
                      .Help("Requests counted under path=\"__other__\" because the service "
@@ -129,9 +115,7 @@ struct SelfFamilies {
   Family<Counter>& requests;
   Family<Counter>& excluded;
   Family<Counter>& invalid_paths;
-  Family<Gauge>& routes_discovered;
-  Family<Gauge>& routes_last_success;
-  Family<Counter>& routes_refresh_errors;
+  access_log::RouteDiscoveryFamilies routes;
   Family<Counter>& overflow;
 };
 
@@ -182,10 +166,8 @@ class Service final : public RequestSink {
     invalid_paths_ = &self.invalid_paths.Add(labels);
     overflow_ = &self.overflow.Add(labels);
     if (config.routes_from) {
-      discovery_ = std::make_unique<access_log::RouteDiscovery>(
-          config.name, *config.routes_from,
-          access_log::RouteDiscoveryFamilies{self.routes_discovered, self.routes_last_success,
-                                             self.routes_refresh_errors});
+      discovery_ = std::make_unique<access_log::RouteDiscovery>(config.name, *config.routes_from,
+                                                                self.routes);
     }
     if (config_.auto_ports) {
       finder_ = std::make_unique<process::ProcessFinder>(config.process, procfs);
