@@ -615,6 +615,10 @@ struct AccessLogCollector::Impl {
 
   void StartThread() {
     if (sources.empty() || thread.joinable()) return;
+    // Before the thread (which may first wait for the routes) and so before the exporter
+    // reports ready: start_at end means the lines written from then on.
+    tailer->MarkStart();
+    for (const auto& journal : journals) journal->MarkStart();
     stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     self.tailer_running.Set(1);
     {

@@ -172,6 +172,12 @@ int JournalSource::WaitTimeoutMs() {
   return until <= now ? 0 : int(std::min<uint64_t>((until - now + 999) / 1000, 60000));
 }
 
+void JournalSource::MarkStart() {
+  if (!journal_ && !Open()) return;  // not there yet: Read opens it and starts as start_at says
+  sd_journal_process(journal_);
+  if (!positioned_) Seek();
+}
+
 bool JournalSource::Read() {
   if (!journal_ && !Open()) return false;
   // Consumes the descriptor's events and picks up files added to or removed from the folder.

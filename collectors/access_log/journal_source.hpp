@@ -78,6 +78,8 @@ class JournalSource final : public PolledInput {
   int WaitFd() override;
   int WaitTimeoutMs() override;
   bool Read() override;
+  // Opens the journal and takes the starting position (saved cursor or start_at) now.
+  void MarkStart() override;
 
   const std::string& id() const { return id_; }
 

@@ -150,7 +150,10 @@ struct Tailer::Source {
   // before we started (never read), and those we read to their end and closed.
   std::set<Identity> preexisting;
   std::set<Identity> finished;
-  int64_t positions_saved_at = 0;  // unix time of the positions we resumed from
+  // MarkStart fixed where start_at end starts: then every file it did not see is new.
+  bool start_marked = false;
+  std::set<Identity> marked_mid_line;  // marked inside a line: that line is not counted
+  int64_t positions_saved_at = 0;      // unix time of the positions we resumed from
 };
 
 Tailer::Tailer(std::vector<TailSource> sources, TailerOptions options)
@@ -352,11 +355,12 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
         bytes == restored->second.fingerprint_bytes && fingerprint == restored->second.fingerprint;
     if (same && restored->second.offset <= uint64_t(st.st_size)) {
       start = restored->second.offset;
+      file->skipping = source.marked_mid_line.contains(file->identity);
     } else {
       RecoverTruncatedWhileStopped(source, *file, restored->second);
     }
     source.restored.erase(restored);
-  } else if (first_scan && !source.known_paths.contains(path) &&
+  } else if (first_scan && !source.start_marked && !source.known_paths.contains(path) &&
              source.config.start_at == config::StartAt::kEnd) {
     start = uint64_t(st.st_size);
     // Starting mid-line would count half a line: skip to the next newline.
@@ -398,6 +402,7 @@ void Tailer::RecoverTruncatedWhileStopped(Source& source, File& file, const File
   file.fingerprint_bytes = saved.fingerprint_bytes;
   file.fingerprint = FingerprintFile(file.fd, file.fingerprint_bytes, &file.data_start);
   file.read_offset = file.committed = saved.offset;  // a line boundary: bytes fully handled
+  file.skipping = source.marked_mid_line.contains(Identity{saved.device, saved.inode});
   file.has_last_byte =
       saved.offset > 0 && ::pread(file.fd, &file.last_byte, 1, off_t(saved.offset - 1)) == 1;
   // A read stops after max_bytes_per_poll: go on to the copy's end.
@@ -563,7 +568,7 @@ void Tailer::ScanRotatedSiblings(Source& source, const std::set<std::string>& li
       const bool written_since_saved =
           source.positions_saved_at > 0 && int64_t(st.st_mtime) >= source.positions_saved_at;
       const bool written_before_start =
-          first_scan || st.st_mtim.tv_sec < started_at_.tv_sec ||
+          (first_scan && !source.start_marked) || st.st_mtim.tv_sec < started_at_.tv_sec ||
           (st.st_mtim.tv_sec == started_at_.tv_sec && st.st_mtim.tv_nsec < started_at_.tv_nsec);
       if (written_before_start && !written_since_saved) {
         source.preexisting.insert(identity);
@@ -593,10 +598,51 @@ void Tailer::ScanRotatedSiblings(Source& source, const std::set<std::string>& li
   }
 }
 
+void Tailer::MarkStart() {
+  if (first_scan_done_ || options_.from_beginning) return;
+  // From here on, a rotated sibling written since is new (see ScanRotatedSiblings).
+  ::clock_gettime(CLOCK_REALTIME_COARSE, &started_at_);
+  for (auto& source : sources_) {
+    if (source->config.start_at != config::StartAt::kEnd) continue;
+    source->start_marked = true;
+    for (const std::string& path : Glob(source->config.glob)) {
+      // A path of the last run is resumed, or read from its start, as its positions say.
+      if (source->known_paths.contains(path)) continue;
+      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;  // reported when the first scan fails to open it
+      struct stat st;
+      if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+          !source->restored.contains(IdentityOf(st))) {
+        // Taken as a position saved now: the first scan then follows the file through a
+        // rename (RecoverRotatedAway) or a copytruncate (RecoverTruncatedWhileStopped) that
+        // happens before it, as it does for a rotation while the exporter was stopped.
+        FilePosition position;
+        position.source = source->config.id;
+        position.path = path;
+        position.device = uint64_t(st.st_dev);
+        position.inode = uint64_t(st.st_ino);
+        position.offset = uint64_t(st.st_size);
+        position.fingerprint_bytes = kFingerprintBytes;
+        position.fingerprint = FingerprintFile(fd, position.fingerprint_bytes);
+        char last = '\n';
+        if (st.st_size > 0 && ::pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n') {
+          source->marked_mid_line.insert(IdentityOf(st));
+        }
+        source->restored.emplace(IdentityOf(st), position);
+        source->known_paths.insert(path);
+      }
+      ::close(fd);
+    }
+  }
+}
+
 uint64_t Tailer::Poll(bool rescan) {
   backlog_ = false;
   if (rescan || inotify_fd_ < 0) {
     for (auto& source : sources_) Rescan(*source);
+    if (!first_scan_done_) {
+      for (auto& source : sources_) source->marked_mid_line.clear();
+    }
     first_scan_done_ = true;
   }
   uint64_t total = 0;

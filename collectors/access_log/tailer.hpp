@@ -85,6 +85,8 @@ class PolledInput {
   virtual int WaitTimeoutMs() = 0;
   // Reads what is available, a bounded amount; true when more is left.
   virtual bool Read() = 0;
+  // Takes the starting position now, without reading (see Tailer::MarkStart).
+  virtual void MarkStart() {}
 };
 
 struct TailSource {
@@ -124,6 +126,12 @@ class Tailer {
   void Restore(const Positions& positions);
   // Where every open file is, for saving.
   Positions Snapshot();
+
+  // Fixes where `start_at: end` starts: at the size each matching file has now. The reading
+  // thread may first wait (for the service's routes); a line written after this call (made
+  // before the exporter reports ready) is read even if the file is rotated meanwhile, and a
+  // file created after it is read from its start. Reads nothing; call before the first Poll.
+  void MarkStart();
 
   // Finds new, rotated and truncated files (when `rescan`, or always in polling mode) and
   // reads what is available, up to max_bytes_per_poll per file. Returns the bytes read.

@@ -243,6 +243,19 @@ TEST_F(JournalSourceTest, StartAtEndSkipsWhatIsThereAndReadsWhatComes) {
   EXPECT_EQ(empty_start.messages, (std::vector<std::string>{"first", "second"}));
 }
 
+// The start is marked when the exporter reports ready; the first Read may come later (the
+// reader first waits for the routes): entries written in between are read.
+TEST_F(JournalSourceTest, StartAtEndStartsWhereTheJournalWasWhenTheStartWasMarked) {
+  const std::string file = dir_ + "/a.journal";
+  Write("a.journal", {{"api.service", "", "old"}});
+  RecordingSink sink;
+  auto source = Source({"_SYSTEMD_UNIT=api.service"}, {file}, sink, config::StartAt::kEnd);
+  source->MarkStart();
+  Write("a.journal", {{"api.service", "", "after the mark"}, {"other.service", "", "x"}});
+  ReadAll(*source);
+  EXPECT_EQ(sink.messages, (std::vector<std::string>{"after the mark"}));
+}
+
 TEST_F(JournalSourceTest, AVacuumedCursorFallsBackToStartAt) {
   const std::string folder = dir_ + "/journal";
   fs::create_directory(folder);

@@ -173,6 +173,33 @@ TEST_F(TailerTest, StartAtBeginningAndFilesCreatedLater) {
   EXPECT_EQ(recorded.lines.size(), 1u);
 }
 
+// The exporter marks the start when it reports ready; its reading thread may poll much later
+// (it first waits for the service's routes). What is written in between is not "what was
+// there before": it is read, whatever happened to the files meanwhile.
+TEST_F(TailerTest, StartAtEndStartsWhereTheFilesWereWhenTheStartWasMarked) {
+  Append("a.log", "old 1\nhalf of old");
+  Append("b.log", "old b\n");
+  Append("c.log", "old c\n");
+  Append("d.log", "old d 1\nold d 2\n");
+  auto tailer = MakeTailer(config::StartAt::kEnd);
+  tailer->MarkStart();
+  Append("a.log", " line\nafter mark a\n");  // the half-seen line is still not counted
+  Append("b.log", "after mark b\n");
+  fs::rename(Path("b.log"), Path("b.log.1"));  // rotated before the first poll
+  Append("b.log", "new b\n");
+  Append("c.log", "after mark c\n");
+  CopyTruncate(Path("c.log"), Path("c.log.1"));  // copytruncate'd before the first poll
+  Append("c.log", "new c\n");
+  fs::resize_file(Path("d.log"), 0);  // truncated, and rewritten to the mark's size
+  Append("d.log", "new d 1\nnew d 2\n");
+  Append("e.log", "created after the mark\n");
+  tailer->Poll();
+  std::sort(recorded.lines.begin(), recorded.lines.end());
+  EXPECT_EQ(recorded.lines,
+            (Lines{"after mark a", "after mark b", "after mark c", "created after the mark",
+                   "new b", "new c", "new d 1", "new d 2"}));
+}
+
 TEST_F(TailerTest, RenameRotationReadsTheOldFileToItsEnd) {
   Append("a.log", "1\n2\n");
   auto tailer = MakeTailer();
