@@ -2,6 +2,7 @@
 // position instead of stopping at the first. Shared by the main and the web config files.
 #pragma once
 
+#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include <initializer_list>
@@ -219,6 +220,18 @@ inline std::optional<YAML::Node> ParseYaml(const std::string& text,
           error.message +=
               "; route templates hold braces, so quote each one in a [...] list, "
               "as in ['/api/users/{user_id}']";
+        } else if (e.msg.find("end of map") != std::string::npos ||
+                   e.msg.find("end of sequence") != std::string::npos ||
+                   e.msg.find("illegal map value") != std::string::npos ||
+                   e.msg.find("block entry") != std::string::npos) {
+          // yaml-cpp names what it was reading, not what is wrong: nearly always a line
+          // indented to no level of the blocks above it.
+          const std::size_t indent = line.find_first_not_of(' ');
+          error.message += fmt::format(
+              "; this line is indented by {} space(s), which lines up with no enclosing "
+              "block: the keys of one mapping start in the same column, and the items of a "
+              "list ('- ') one level under their key",
+              indent == std::string_view::npos ? line.size() : indent);
         }
       }
     }

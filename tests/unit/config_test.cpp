@@ -171,6 +171,21 @@ TEST(Config, InvalidYamlNamesTheLine) {
             "c.yaml:3:5: services[0].name: boom");
 }
 
+TEST(Config, MisindentedYamlSaysSoWithTheLine) {
+  // A key indented one space short of its siblings, as a hand edit leaves it.
+  const ConfigError sequence = OnlyError(
+      "services:\n  - name: api\n    access_logs:\n     - path: /x.log\n       format: json\n"
+      "   routes: []\n");
+  EXPECT_EQ(sequence.position.line, 6);
+  EXPECT_THAT(sequence.message, HasSubstr("indented by 3 space(s)"));
+  const ConfigError map = OnlyError("web:\n  listen_address: ':9869'\n   telemetry_path: /m\n");
+  EXPECT_EQ(map.position.line, 3);
+  EXPECT_THAT(map.message, HasSubstr("indented by 3 space(s)"));
+  const ConfigError tab = OnlyError("services:\n  - name: api\n\taccess_logs: []\n");
+  EXPECT_EQ(tab.position.line, 3);
+  EXPECT_THAT(tab.message, HasSubstr("tab"));
+}
+
 TEST(Config, UnreadableFile) {
   const LoadResult result = LoadConfigFile("/nonexistent/config.yaml");
   ASSERT_EQ(result.errors.size(), 1u);
