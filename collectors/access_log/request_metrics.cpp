@@ -112,14 +112,16 @@ void AppendSampleStart(std::string& out, std::string_view name, std::string_view
 }  // namespace
 
 std::string RequestStore::RequestsHeader() const {
-  return "# HELP " + requests_name_ + " HTTP requests served, from the service's access log.\n" +
+  return "# HELP " + requests_name_ +
+         " HTTP requests served, as the service's access log, journal or traffic shows them.\n" +
          "# TYPE " + requests_name_ + " counter\n";
 }
 
 std::string RequestStore::DurationHeader() const {
   return "# HELP " + duration_name_ +
-         " HTTP request duration in seconds, from the service's access log.\n" + "# TYPE " +
-         duration_name_ + " histogram\n";
+         " HTTP request duration in seconds, as the service's access log, journal or traffic shows "
+         "it.\n" +
+         "# TYPE " + duration_name_ + " histogram\n";
 }
 
 void RequestStore::RenderCounters(std::string& out, std::size_t begin, std::size_t end) const {
