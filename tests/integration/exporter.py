@@ -183,6 +183,27 @@ def start_example_app(access_log, workers=2, service="fastapi-backend"):
     return app, url
 
 
+def example_app_config(tmp_path, app, log, service="fastapi-backend",
+                       routes=("/api/users/{user_id}", "/api/items"), extra=""):
+    """The exporter's config for the example app started by start_example_app: its processes
+    by PID, its JSON access log read from the beginning, /health left out."""
+    route_lines = "".join(f"      - {route}\n" for route in routes)
+    return f"""
+positions_file: {tmp_path}/positions.yaml
+services:
+  - name: {service}
+    process:
+      pid: {app.pid}
+      children: true
+    access_logs:
+      - path: {log}
+        format: json
+        start_at: beginning
+    routes:
+{route_lines}    exclude_paths: [/health]
+{extra}"""
+
+
 class Prometheus:
     """A real Prometheus on a free loopback port scraping the exporter every second;
     `scrape_extra` is added to the scrape config (scheme, tls_config, basic_auth)."""

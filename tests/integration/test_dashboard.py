@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from exporter import (SOURCE, Exporter, Prometheus, descendants, http_get, kill_tree,
-                      read_proc_rss, start_example_app, wait_until)
+from exporter import (SOURCE, Exporter, Prometheus, descendants, example_app_config, http_get,
+                      kill_tree, read_proc_rss, start_example_app, wait_until)
 
 GRAFANA = os.path.join(SOURCE, "grafana")
 DASHBOARD = os.path.join(GRAFANA, "dashboards", "fastapi-dashboard.json")
@@ -208,21 +208,7 @@ def stack(tmp_path):
     app, url = start_example_app(log, service=SERVICE)
     exporter = prometheus = None
     try:
-        exporter = Exporter(tmp_path, f"""
-positions_file: {tmp_path}/positions.yaml
-services:
-  - name: {SERVICE}
-    process:
-      pid: {app.pid}
-    access_logs:
-      - path: {log}
-        format: json
-        start_at: beginning
-    routes:
-      - /api/users/{{user_id}}
-      - /api/items
-    exclude_paths: [/health]
-""").start()
+        exporter = Exporter(tmp_path, example_app_config(tmp_path, app, log, service=SERVICE)).start()
         # Scraped as on Kubernetes with the shipped configs (grafana/kubernetes/): the target
         # has its own `service` label, and the exporter's labels are honored.
         prometheus = Prometheus(tmp_path, exporter.port,

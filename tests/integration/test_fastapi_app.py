@@ -9,7 +9,8 @@ import urllib.request
 
 import pytest
 
-from exporter import Exporter, kill_tree, start_example_app, wait_until
+from exporter import (Exporter, example_app_config, kill_tree, start_example_app,
+                      wait_until)
 
 # (method, url, expected status, times); the route templates the exporter must report.
 TRAFFIC = [
@@ -45,23 +46,9 @@ def send(url, method, path):
 
 def test_request_metrics_match_the_traffic_sent(tmp_path, uvicorn_app):
     app, url, log = uvicorn_app
-    config = f"""
-positions_file: {tmp_path}/positions.yaml
-services:
-  - name: fastapi-backend
-    process:
-      pid: {app.pid}
-      children: true
-    access_logs:
-      - path: {log}
-        format: json
-        start_at: beginning
-    routes:
-      - /api/users/{{user_id}}
-      - /api/items
-      - /api/items/{{item_id}}/reviews/{{review_id}}
-    exclude_paths: [/health]
-"""
+    config = example_app_config(
+        tmp_path, app, log,
+        routes=("/api/users/{user_id}", "/api/items", "/api/items/{item_id}/reviews/{review_id}"))
     with Exporter(tmp_path, config) as exporter:
         expected = collections.Counter()
         for method, path, status, times, route in TRAFFIC:

@@ -14,8 +14,8 @@ import urllib.parse
 
 import pytest
 
-from exporter import (BIN, Exporter, Prometheus, descendants, http_get, kill_tree,
-                      read_proc_rss, start_example_app, wait_until)
+from exporter import (BIN, Exporter, Prometheus, descendants, example_app_config, http_get,
+                      kill_tree, read_proc_rss, start_example_app, wait_until)
 from test_web_security import PASSWORD, bcrypt
 
 SERVICE = "fastapi-backend"
@@ -23,22 +23,7 @@ BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]  # the defaul
 
 
 def app_config(tmp_path, log, app, extra=""):
-    return f"""
-positions_file: {tmp_path}/positions.yaml
-services:
-  - name: {SERVICE}
-    process:
-      pid: {app.pid}
-      children: true
-    access_logs:
-      - path: {log}
-        format: json
-        start_at: beginning
-    routes:
-      - /api/users/{{user_id}}
-      - /api/items
-    exclude_paths: [/health]
-{extra}"""
+    return example_app_config(tmp_path, app, log, service=SERVICE, extra=extra)
 
 
 def api(exporter, path, **params):
