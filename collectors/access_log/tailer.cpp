@@ -1,5 +1,7 @@
 #include "collectors/access_log/tailer.hpp"
 
+#include "collectors/access_log/line_framer.hpp"
+
 #include <fcntl.h>
 #include <glob.h>
 #include <poll.h>
@@ -117,13 +119,10 @@ struct Tailer::File {
   int fd = -1;
   Identity identity;
   uint64_t read_offset = 0;  // bytes read from the file
-  uint64_t committed = 0;    // offset after the last line fully handed over
-  std::string partial;       // the incomplete last line
-  bool skipping = false;     // inside a line longer than the limit
+  LineFramer framer;
   uint64_t fingerprint = 0;
   uint32_t fingerprint_bytes = 0;
-  uint64_t data_start = 0;     // where the fingerprinted bytes start (after leading NULs)
-  uint64_t partial_start = 0;  // file offset of the first byte in `partial`
+  uint64_t data_start = 0;  // where the fingerprinted bytes start (after leading NULs)
   // The byte before read_offset as it was read: if it reads otherwise now, the file was
   // truncated and written again past where we were.
   char last_byte = 0;
@@ -134,6 +133,7 @@ struct Tailer::File {
   Clock::time_point last_data = Clock::now();
   std::unique_ptr<LineSink> sink;
 
+  explicit File(std::size_t max_line_bytes) : framer(max_line_bytes) {}
   ~File() {
     if (fd >= 0) ::close(fd);
   }
@@ -194,7 +194,7 @@ Positions Tailer::Snapshot() {
         file->fingerprint = FingerprintFile(file->fd, file->fingerprint_bytes, &file->data_start);
       }
       positions.files.push_back({source->config.id, file->path, file->identity.device,
-                                 file->identity.inode, file->committed, file->fingerprint,
+                                 file->identity.inode, file->framer.committed(), file->fingerprint,
                                  file->fingerprint_bytes});
     }
     // Saved positions of files not opened (yet) in this run are kept.
@@ -329,7 +329,7 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
     return;
   }
   source.open_errors.erase(path);
-  auto file = std::make_unique<File>();
+  auto file = std::make_unique<File>(options_.max_line_bytes);
   file->path = path;
   file->fd = fd;
   file->identity = IdentityOf(st);
@@ -337,10 +337,9 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
   file->fingerprint = FingerprintFile(fd, file->fingerprint_bytes, &file->data_start);
   file->rotated_from = path;
   file->sink = source.config.make_sink();
-  // A line split across two reads is assembled here; typical lines then never allocate.
-  file->partial.reserve(std::min<std::size_t>(options_.max_line_bytes, 4096));
 
   uint64_t start = 0;
+  bool mid_line = false;
   const auto restored = source.restored.find(file->identity);
   if (options_.from_beginning) {
     start = 0;
@@ -361,12 +360,14 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
     start = uint64_t(st.st_size);
     // Starting mid-line would count half a line: skip to the next newline.
     char last = '\n';
-    if (start > 0 && ::pread(fd, &last, 1, off_t(start - 1)) == 1 && last != '\n') {
-      file->skipping = true;
-    }
+    mid_line = start > 0 && ::pread(fd, &last, 1, off_t(start - 1)) == 1 && last != '\n';
   }
   file->read_offset = start;
-  file->committed = start;
+  if (mid_line) {
+    file->framer.SkipToNextLine(start);
+  } else {
+    file->framer.Reset(start);
+  }
   if (start > 0 && ::pread(fd, &file->last_byte, 1, off_t(start - 1)) == 1) {
     file->has_last_byte = true;
   }
@@ -397,7 +398,8 @@ void Tailer::RecoverTruncatedWhileStopped(Source& source, File& file, const File
   std::swap(file.fd, copy);
   file.fingerprint_bytes = saved.fingerprint_bytes;
   file.fingerprint = FingerprintFile(file.fd, file.fingerprint_bytes, &file.data_start);
-  file.read_offset = file.committed = saved.offset;  // a line boundary: bytes fully handled
+  file.read_offset = saved.offset;  // a line boundary: bytes fully handled
+  file.framer.Reset(saved.offset);
   file.has_last_byte =
       saved.offset > 0 && ::pread(file.fd, &file.last_byte, 1, off_t(saved.offset - 1)) == 1;
   // A read stops after max_bytes_per_poll: go on to the copy's end.
@@ -409,10 +411,9 @@ void Tailer::RecoverTruncatedWhileStopped(Source& source, File& file, const File
   file.fingerprint = fingerprint;
   file.fingerprint_bytes = fingerprint_bytes;
   file.data_start = data_start;
-  file.read_offset = file.committed = 0;
+  file.read_offset = 0;
+  file.framer.Reset(0);
   file.has_last_byte = false;
-  file.partial.clear();
-  file.skipping = false;
   file.sink = source.config.make_sink();
 }
 
@@ -646,11 +647,7 @@ bool Tailer::Superseded(const File& file) const {
 
 void Tailer::FinishFile(File& file) {
   // Nothing more comes: the bytes after the last newline are a line of their own.
-  if (!file.skipping && !file.partial.empty()) {
-    DeliverLine(file, file.partial, file.partial_start, file.read_offset);
-  }
-  file.partial.clear();
-  file.skipping = false;
+  file.framer.Finish(file.read_offset, *file.sink);
 }
 
 void Tailer::Finish() {
@@ -722,19 +719,14 @@ uint64_t Tailer::ReadFile(Source& source, File& file) {
       ::close(copy);
     }
     file.read_offset = 0;
-    file.committed = 0;
-    file.partial.clear();
-    file.skipping = false;
     file.sink = source.config.make_sink();
     file.fingerprint_bytes = 0;
     file.data_start = 0;
     file.has_last_byte = false;
     // The hole a writer without O_APPEND leaves can be gigabytes of NULs: step over it.
     const off_t data = ::lseek(file.fd, 0, SEEK_DATA);
-    if (data > 0) {
-      file.read_offset = uint64_t(data);
-      file.committed = uint64_t(data);
-    }
+    if (data > 0) file.read_offset = uint64_t(data);
+    file.framer.Reset(file.read_offset);
   }
   uint64_t total = 0;
   for (;;) {
@@ -752,7 +744,7 @@ uint64_t Tailer::ReadFile(Source& source, File& file) {
     total += uint64_t(n);
     file.last_byte = buffer_[std::size_t(n) - 1];
     file.has_last_byte = true;
-    Deliver(file, buffer_.data(), std::size_t(n), start);
+    file.framer.Feed(buffer_.data(), std::size_t(n), start, *file.sink);
     if (std::size_t(n) < buffer_.size()) break;
   }
   if (total > 0) {
@@ -765,69 +757,6 @@ uint64_t Tailer::ReadFile(Source& source, File& file) {
     if (source.config.observer) source.config.observer->OnBytesRead(total);
   }
   return total;
-}
-
-void Tailer::DeliverLine(File& file, std::string_view line, uint64_t begin_offset,
-                         uint64_t end_offset) {
-  // A byte-order mark (Windows tools, Python's utf-8-sig) starts the file, not the line.
-  if (begin_offset == 0 && line.starts_with("\xEF\xBB\xBF")) line.remove_prefix(3);
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  if (line.size() > options_.max_line_bytes) {
-    file.sink->OnLineTooLong();
-  } else {
-    file.sink->OnLine(line);
-  }
-  if (!file.sink->HoldsPartial()) file.committed = end_offset;
-}
-
-void Tailer::Deliver(File& file, const char* data, std::size_t size, uint64_t start_offset) {
-  // NULs are no part of any line: runs of them are the hole a writer without O_APPEND leaves
-  // after copytruncate (it writes on at its old offset), or the zeros a crash leaves behind.
-  std::size_t pos = 0;
-  while (pos < size) {
-    if (data[pos] == '\0') {
-      ++pos;
-      continue;
-    }
-    const char* nul = static_cast<const char*>(std::memchr(data + pos, '\0', size - pos));
-    const std::size_t end = nul ? std::size_t(nul - data) : size;
-    DeliverRun(file, data + pos, end - pos, start_offset + pos);
-    pos = end;
-  }
-}
-
-void Tailer::DeliverRun(File& file, const char* data, std::size_t size, uint64_t start_offset) {
-  std::size_t pos = 0;
-  while (pos < size) {
-    const char* newline = static_cast<const char*>(std::memchr(data + pos, '\n', size - pos));
-    if (!newline) {
-      // An incomplete line: keep it (bounded) until its newline arrives.
-      if (!file.skipping) {
-        if (file.partial.size() + (size - pos) > options_.max_line_bytes) {
-          file.partial.clear();
-          file.skipping = true;
-          file.sink->OnLineTooLong();
-        } else {
-          if (file.partial.empty()) file.partial_start = start_offset + pos;
-          file.partial.append(data + pos, size - pos);
-        }
-      }
-      return;
-    }
-    const std::size_t end = std::size_t(newline - data);
-    const uint64_t end_offset = start_offset + end + 1;
-    if (file.skipping) {
-      file.skipping = false;  // the over-long line ends here; it was already counted
-      if (!file.sink->HoldsPartial()) file.committed = end_offset;
-    } else if (!file.partial.empty()) {
-      file.partial.append(data + pos, end - pos);
-      DeliverLine(file, file.partial, file.partial_start, end_offset);
-      file.partial.clear();
-    } else {
-      DeliverLine(file, std::string_view(data + pos, end - pos), start_offset + pos, end_offset);
-    }
-    pos = end + 1;
-  }
 }
 
 bool Tailer::AllFoldersWatched() const {

@@ -147,9 +147,6 @@ class Tailer {
   void ReportNoFile(Source& source, const std::string& folder, bool none);
   void OpenFile(Source& source, const std::string& path, const struct stat& st, bool first_scan);
   uint64_t ReadFile(Source& source, File& file);
-  void Deliver(File& file, const char* data, std::size_t size, uint64_t start_offset);
-  void DeliverRun(File& file, const char* data, std::size_t size, uint64_t start_offset);
-  void DeliverLine(File& file, std::string_view line, uint64_t begin_offset, uint64_t end_offset);
   void FinishFile(File& file);
   bool Superseded(const File& file) const;
   void RecoverRotatedAway(Source& source);
