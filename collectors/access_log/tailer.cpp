@@ -1,6 +1,6 @@
 #include "collectors/access_log/tailer.hpp"
 
-#include "collectors/access_log/line_framer.hpp"
+#include "collectors/access_log/file_follower.hpp"
 
 #include <fcntl.h>
 #include <glob.h>
@@ -20,20 +20,7 @@
 namespace fastapi_exporter::access_log {
 namespace {
 
-constexpr uint32_t kFingerprintBytes = 1024;
-
 using Clock = std::chrono::steady_clock;
-
-struct Identity {
-  uint64_t device = 0;
-  uint64_t inode = 0;
-  bool operator==(const Identity&) const = default;
-  auto operator<=>(const Identity&) const = default;
-};
-
-Identity IdentityOf(const struct stat& st) {
-  return {uint64_t(st.st_dev), uint64_t(st.st_ino)};
-}
 
 std::vector<std::string> Glob(const std::string& pattern) {
   std::vector<std::string> paths;
@@ -45,111 +32,19 @@ std::vector<std::string> Glob(const std::string& pattern) {
   return paths;
 }
 
-// Whether a process has the file open for writing, as far as /proc lets us see (all of it as
-// root, the processes of our own user otherwise). Only asked when a rotated file is closed.
-bool OpenForWriting(const Identity& identity) {
-  std::error_code ec;
-  for (std::filesystem::directory_iterator proc("/proc", ec), end; !ec && proc != end;
-       proc.increment(ec)) {
-    const std::string pid = proc->path().filename().string();
-    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::error_code fd_ec;
-    for (std::filesystem::directory_iterator fd(proc->path() / "fd", fd_ec); !fd_ec && fd != end;
-         fd.increment(fd_ec)) {
-      struct stat st;
-      if (::stat(fd->path().c_str(), &st) != 0 || IdentityOf(st) != identity) continue;
-      const std::string info = "/proc/" + pid + "/fdinfo/" + fd->path().filename().string();
-      const int info_fd = ::open(info.c_str(), O_RDONLY | O_CLOEXEC);
-      if (info_fd < 0) continue;
-      char text[256];
-      const ssize_t n = ::read(info_fd, text, sizeof text - 1);
-      ::close(info_fd);
-      if (n <= 0) continue;
-      text[n] = '\0';
-      const char* flags = std::strstr(text, "flags:");
-      if (!flags) continue;
-      if ((std::strtoul(flags + 6, nullptr, 8) & O_ACCMODE) != O_RDONLY) return true;
-    }
-  }
-  return false;
-}
-
 }  // namespace
-
-uint64_t FirstNonNul(int fd) {
-  char chunk[4096];
-  uint64_t offset = 0;
-  for (;;) {
-    // A hole (what a write past the end leaves) is skipped without reading it.
-    const off_t data = ::lseek(fd, off_t(offset), SEEK_DATA);
-    if (data < 0 && errno == ENXIO) {
-      struct stat st;
-      return ::fstat(fd, &st) == 0 ? uint64_t(st.st_size) : offset;
-    }
-    if (data > 0) offset = uint64_t(data);
-    const ssize_t n = ::pread(fd, chunk, sizeof chunk, off_t(offset));
-    if (n <= 0) return offset;
-    for (ssize_t i = 0; i < n; ++i) {
-      if (chunk[i] != '\0') return offset + uint64_t(i);
-    }
-    offset += uint64_t(n);
-  }
-}
-
-uint64_t FingerprintAt(int fd, uint64_t offset, uint32_t& bytes) {
-  char head[kFingerprintBytes];
-  const ssize_t n = ::pread(fd, head, std::min<std::size_t>(bytes, sizeof head), off_t(offset));
-  bytes = n > 0 ? uint32_t(n) : 0;
-  uint64_t hash = 14695981039346656037ull;
-  for (uint32_t i = 0; i < bytes; ++i) {
-    hash ^= static_cast<unsigned char>(head[i]);
-    hash *= 1099511628211ull;
-  }
-  return hash;
-}
-
-uint64_t FingerprintFile(int fd, uint32_t& bytes, uint64_t* data_start) {
-  const uint64_t start = FirstNonNul(fd);
-  if (data_start) *data_start = start;
-  return FingerprintAt(fd, start, bytes);
-}
-
-struct Tailer::File {
-  std::string path;
-  int fd = -1;
-  Identity identity;
-  uint64_t read_offset = 0;  // bytes read from the file
-  LineFramer framer;
-  uint64_t fingerprint = 0;
-  uint32_t fingerprint_bytes = 0;
-  uint64_t data_start = 0;  // where the fingerprinted bytes start (after leading NULs)
-  // The byte before read_offset as it was read: if it reads otherwise now, the file was
-  // truncated and written again past where we were.
-  char last_byte = 0;
-  bool has_last_byte = false;
-  bool rotated = false;      // its path names another file now: drain it, then close
-  std::string rotated_from;  // the path whose writers it had: done when they moved on
-  int watch = -1;            // inotify watch of its writes
-  Clock::time_point last_data = Clock::now();
-  std::unique_ptr<LineSink> sink;
-
-  explicit File(std::size_t max_line_bytes) : framer(max_line_bytes) {}
-  ~File() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 struct Tailer::Source {
   TailSource config;
-  std::vector<std::unique_ptr<File>> files;
-  std::map<Identity, FilePosition> restored;  // saved positions, until their file is opened
-  std::set<std::string> known_paths;          // paths read by an earlier run
-  std::set<std::string> open_errors;          // paths whose open failed (reported once)
-  std::string no_file_reason;                 // why the glob matched nothing, last reported
+  std::vector<std::unique_ptr<FileFollower>> files;
+  std::map<FileIdentity, FilePosition> restored;  // saved positions, until their file is opened
+  std::set<std::string> known_paths;              // paths read by an earlier run
+  std::set<std::string> open_errors;              // paths whose open failed (reported once)
+  std::string no_file_reason;                     // why the glob matched nothing, last reported
   // Rotated siblings (access.log.1, access.log-20261127) by identity: those that were there
   // before we started (never read), and those we read to their end and closed.
-  std::set<Identity> preexisting;
-  std::set<Identity> finished;
+  std::set<FileIdentity> preexisting;
+  std::set<FileIdentity> finished;
   int64_t positions_saved_at = 0;  // unix time of the positions we resumed from
 };
 
@@ -186,17 +81,7 @@ void Tailer::Restore(const Positions& positions) {
 Positions Tailer::Snapshot() {
   Positions positions;
   for (auto& source : sources_) {
-    for (auto& file : source->files) {
-      // A file that was empty (or short) when opened gets its full fingerprint later.
-      if (file->fingerprint_bytes < kFingerprintBytes &&
-          file->read_offset > file->data_start + file->fingerprint_bytes) {
-        file->fingerprint_bytes = kFingerprintBytes;
-        file->fingerprint = FingerprintFile(file->fd, file->fingerprint_bytes, &file->data_start);
-      }
-      positions.files.push_back({source->config.id, file->path, file->identity.device,
-                                 file->identity.inode, file->framer.committed(), file->fingerprint,
-                                 file->fingerprint_bytes});
-    }
+    for (auto& file : source->files) positions.files.push_back(file->Position(source->config.id));
     // Saved positions of files not opened (yet) in this run are kept.
     for (const auto& [identity, position] : source->restored) positions.files.push_back(position);
   }
@@ -316,9 +201,6 @@ void Tailer::UnwatchFile(int watch) {
   }
 }
 
-int FindTruncatedCopy(const std::string& path, uint64_t fingerprint, uint32_t fingerprint_bytes,
-                      uint64_t read_offset, uint64_t own_inode, Identity& copy_identity);
-
 void Tailer::OpenFile(Source& source, const std::string& path, const struct stat& st,
                       bool first_scan) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -329,18 +211,11 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
     return;
   }
   source.open_errors.erase(path);
-  auto file = std::make_unique<File>(options_.max_line_bytes);
-  file->path = path;
-  file->fd = fd;
-  file->identity = IdentityOf(st);
-  file->fingerprint_bytes = kFingerprintBytes;
-  file->fingerprint = FingerprintFile(fd, file->fingerprint_bytes, &file->data_start);
-  file->rotated_from = path;
-  file->sink = source.config.make_sink();
+  auto file = std::make_unique<FileFollower>(path, fd, st, source.config, options_.max_line_bytes);
 
   uint64_t start = 0;
   bool mid_line = false;
-  const auto restored = source.restored.find(file->identity);
+  const auto restored = source.restored.find(file->identity());
   if (options_.from_beginning) {
     start = 0;
   } else if (restored != source.restored.end()) {
@@ -351,8 +226,11 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
         bytes == restored->second.fingerprint_bytes && fingerprint == restored->second.fingerprint;
     if (same && restored->second.offset <= uint64_t(st.st_size)) {
       start = restored->second.offset;
-    } else {
-      RecoverTruncatedWhileStopped(source, *file, restored->second);
+    } else if (auto copy =
+                   file->RecoverCopyAfter(restored->second, buffer_, options_.max_bytes_per_poll)) {
+      // The file of the last run, truncated while the daemon was stopped: its copy is done
+      // with, so the sibling scan does not read it again from its start.
+      source.finished.insert(*copy);
     }
     source.restored.erase(restored);
   } else if (first_scan && !source.known_paths.contains(path) &&
@@ -362,59 +240,14 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
     char last = '\n';
     mid_line = start > 0 && ::pread(fd, &last, 1, off_t(start - 1)) == 1 && last != '\n';
   }
-  file->read_offset = start;
-  if (mid_line) {
-    file->framer.SkipToNextLine(start);
-  } else {
-    file->framer.Reset(start);
-  }
-  if (start > 0 && ::pread(fd, &file->last_byte, 1, off_t(start - 1)) == 1) {
-    file->has_last_byte = true;
-  }
-  spdlog::debug("tailing {} (inode {}) from offset {}", path, file->identity.inode, start);
+  if (start > 0) file->StartAt(start, mid_line);
+  spdlog::debug("tailing {} (inode {}) from offset {}", path, file->identity().inode, start);
   WatchFolder(std::filesystem::path(path).parent_path().string());
   std::error_code ec;
   const auto target = std::filesystem::canonical(path, ec);
   if (!ec) WatchFolder(target.parent_path().string());
   file->watch = WatchFile(path);
   source.files.push_back(std::move(file));
-}
-
-void Tailer::RecoverTruncatedWhileStopped(Source& source, File& file, const FilePosition& saved) {
-  // The file of the last run, truncated while the daemon was stopped: copytruncate's copy
-  // (same first bytes, at least as long as what was read) holds what was written between the
-  // saved position and the copy. Read that, and only that, as a running tailer would have;
-  // the copy is then done with, so the sibling scan does not read it again from its start.
-  Identity copy_identity;
-  int copy = FindTruncatedCopy(file.path, saved.fingerprint, saved.fingerprint_bytes, saved.offset,
-                               file.identity.inode, copy_identity);
-  if (copy < 0) return;
-  spdlog::debug("{} was truncated while stopped; reading its copy (inode {}) from offset {}",
-                file.path, copy_identity.inode, saved.offset);
-  source.finished.insert(copy_identity);
-  const uint64_t fingerprint = file.fingerprint;
-  const uint32_t fingerprint_bytes = file.fingerprint_bytes;
-  const uint64_t data_start = file.data_start;
-  std::swap(file.fd, copy);
-  file.fingerprint_bytes = saved.fingerprint_bytes;
-  file.fingerprint = FingerprintFile(file.fd, file.fingerprint_bytes, &file.data_start);
-  file.read_offset = saved.offset;  // a line boundary: bytes fully handled
-  file.framer.Reset(saved.offset);
-  file.has_last_byte =
-      saved.offset > 0 && ::pread(file.fd, &file.last_byte, 1, off_t(saved.offset - 1)) == 1;
-  // A read stops after max_bytes_per_poll: go on to the copy's end.
-  while (ReadFile(source, file) > 0) {
-  }
-  FinishFile(file);  // the copy's last line, if it has no newline, is complete
-  std::swap(file.fd, copy);
-  ::close(copy);
-  file.fingerprint = fingerprint;
-  file.fingerprint_bytes = fingerprint_bytes;
-  file.data_start = data_start;
-  file.read_offset = 0;
-  file.framer.Reset(0);
-  file.has_last_byte = false;
-  file.sink = source.config.make_sink();
 }
 
 void Tailer::RecoverRotatedAway(Source& source) {
@@ -430,11 +263,10 @@ void Tailer::RecoverRotatedAway(Source& source) {
          it.increment(ec)) {
       struct stat st;
       if (::stat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-      if (IdentityOf(st) != Identity{position.device, position.inode}) continue;
+      if (IdentityOf(st) != FileIdentity{position.device, position.inode}) continue;
       OpenFile(source, it->path().string(), st, true);
-      if (!source.files.empty() && source.files.back()->identity == IdentityOf(st)) {
-        source.files.back()->rotated = true;
-        source.files.back()->rotated_from = position.path;
+      if (!source.files.empty() && source.files.back()->identity() == IdentityOf(st)) {
+        source.files.back()->MarkRotated(position.path);
       }
       break;
     }
@@ -451,18 +283,15 @@ void Tailer::Rescan(Source& source) {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
     seen_paths.insert(path);
-    const Identity identity = IdentityOf(st);
+    const FileIdentity identity = IdentityOf(st);
     bool already_open = false;
     for (auto& file : source.files) {
-      if (file->identity == identity) {
+      if (file->identity() == identity) {
         already_open = true;
-        if (file->path != path && !file->rotated) {
-          file->path = path;  // renamed within the glob
-          file->rotated_from = path;
-        }
-      } else if (file->path == path && !file->rotated) {
+        if (file->path() != path && !file->rotated()) file->Renamed(path);  // within the glob
+      } else if (file->path() == path && !file->rotated()) {
         // The path names another file now: rename-and-create rotation or a re-pointed link.
-        file->rotated = true;
+        file->MarkRotated();
         if (source.config.observer) source.config.observer->OnRotation(path);
       }
     }
@@ -470,9 +299,9 @@ void Tailer::Rescan(Source& source) {
   }
   // Open files whose path is gone (renamed out of the glob, deleted) are drained.
   for (auto& file : source.files) {
-    if (!file->rotated && !seen_paths.contains(file->path)) {
-      file->rotated = true;
-      if (source.config.observer) source.config.observer->OnRotation(file->path);
+    if (!file->rotated() && !seen_paths.contains(file->path())) {
+      file->MarkRotated();
+      if (source.config.observer) source.config.observer->OnRotation(file->path());
     }
   }
   if (first_scan) {
@@ -514,9 +343,7 @@ bool Tailer::IsCopyOfOpenFile(const Source& source, const std::string& path) con
   if (fd < 0) return false;
   bool copy = false;
   for (const auto& file : source.files) {
-    if (file->fingerprint_bytes == 0) continue;
-    uint32_t bytes = file->fingerprint_bytes;
-    if (FingerprintFile(fd, bytes) == file->fingerprint && bytes == file->fingerprint_bytes) {
+    if (file->SameFirstBytes(fd)) {
       copy = true;
       break;
     }
@@ -539,7 +366,7 @@ void Tailer::ScanRotatedSiblings(Source& source, const std::set<std::string>& li
     prefixes.emplace_back(p.filename().string() + ".", path);
     prefixes.emplace_back(p.filename().string() + "-", path);
   }
-  std::set<Identity> present;
+  std::set<FileIdentity> present;
   for (const auto& [folder, prefixes] : prefixes_by_folder) {
     std::error_code ec;
     for (std::filesystem::directory_iterator it(folder, ec), end; !ec && it != end;
@@ -552,11 +379,11 @@ void Tailer::ScanRotatedSiblings(Source& source, const std::set<std::string>& li
       if (prefix == prefixes.end()) continue;
       struct stat st;
       if (::stat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-      const Identity identity = IdentityOf(st);
+      const FileIdentity identity = IdentityOf(st);
       present.insert(identity);
       if (source.finished.contains(identity) || source.preexisting.contains(identity)) continue;
       if (std::any_of(source.files.begin(), source.files.end(),
-                      [&](const auto& file) { return file->identity == identity; })) {
+                      [&](const auto& file) { return file->identity() == identity; })) {
         continue;
       }
       // Rotated files last written before we started are old (unless written after the
@@ -578,9 +405,8 @@ void Tailer::ScanRotatedSiblings(Source& source, const std::set<std::string>& li
         continue;
       }
       OpenFile(source, it->path().string(), st, false);
-      if (!source.files.empty() && source.files.back()->identity == identity) {
-        source.files.back()->rotated = true;
-        source.files.back()->rotated_from = prefix->second;
+      if (!source.files.empty() && source.files.back()->identity() == identity) {
+        source.files.back()->MarkRotated(prefix->second);
       }
     }
   }
@@ -589,8 +415,9 @@ void Tailer::ScanRotatedSiblings(Source& source, const std::set<std::string>& li
   // new file), nothing is scanned and everything would look gone.
   constexpr std::size_t kPruneAbove = 1024;
   if (!present.empty() && source.finished.size() + source.preexisting.size() > kPruneAbove) {
-    std::erase_if(source.finished, [&](const Identity& id) { return !present.contains(id); });
-    std::erase_if(source.preexisting, [&](const Identity& id) { return !present.contains(id); });
+    std::erase_if(source.finished, [&](const FileIdentity& id) { return !present.contains(id); });
+    std::erase_if(source.preexisting,
+                  [&](const FileIdentity& id) { return !present.contains(id); });
   }
 }
 
@@ -605,27 +432,30 @@ uint64_t Tailer::Poll(bool rescan) {
   for (auto& source : sources_) {
     uint64_t unread = 0;
     for (auto& file : source->files) {
-      total += ReadFile(*source, *file);
-      struct stat st;
-      if (::fstat(file->fd, &st) == 0 && uint64_t(st.st_size) > file->read_offset) {
-        unread += uint64_t(st.st_size) - file->read_offset;
-      }
+      const FileFollower::ReadResult read = file->Read(buffer_, options_.max_bytes_per_poll);
+      total += read.bytes;
+      // A writer faster than us must not keep us here: other files, stopping and saving
+      // positions get their turn, and Run comes straight back.
+      backlog_ |= read.backlog;
+      // Read here and only here: the sibling scan must not take the copy for a new file.
+      if (read.copy) source->finished.insert(*read.copy);
+      unread += file->UnreadBytes();
     }
     // Rotated files that have been quiet for rotate_wait, and whose writers moved on, are done.
-    std::erase_if(source->files, [&](const std::unique_ptr<File>& file) {
+    std::erase_if(source->files, [&](const std::unique_ptr<FileFollower>& file) {
       const bool done =
-          file->rotated && now - file->last_data >= options_.rotate_wait && Superseded(*file);
+          file->rotated() && now - file->last_data() >= options_.rotate_wait && file->Superseded();
       if (done) {
-        FinishFile(*file);
-        source->finished.insert(file->identity);
+        file->Finish();
+        source->finished.insert(file->identity());
         UnwatchFile(file->watch);
-        if (OpenForWriting(file->identity)) {
+        if (OpenForWriting(file->identity())) {
           spdlog::warn(
               "{} (inode {}): stopped reading this rotated file while a process still has it "
               "open for writing; what it writes there is not counted (make the service reopen "
               "its log after rotation, or use copytruncate)",
-              file->path, file->identity.inode);
-          if (source->config.observer) source->config.observer->OnAbandoned(file->path);
+              file->path(), file->identity().inode);
+          if (source->config.observer) source->config.observer->OnAbandoned(file->path());
         }
       }
       return done;
@@ -635,128 +465,10 @@ uint64_t Tailer::Poll(bool rescan) {
   return total;
 }
 
-bool Tailer::Superseded(const File& file) const {
-  // An app that never reopens its log (stdout redirected to the file) goes on writing to the
-  // renamed file, after any pause: it is followed until the writers have clearly moved on to
-  // a new file at its path, or it was deleted.
-  struct stat st;
-  if (::fstat(file.fd, &st) == 0 && st.st_nlink == 0) return true;
-  if (::stat(file.rotated_from.c_str(), &st) != 0) return false;
-  return IdentityOf(st) != file.identity && st.st_size > 0;
-}
-
-void Tailer::FinishFile(File& file) {
-  // Nothing more comes: the bytes after the last newline are a line of their own.
-  file.framer.Finish(file.read_offset, *file.sink);
-}
-
 void Tailer::Finish() {
   for (auto& source : sources_) {
-    for (auto& file : source->files) FinishFile(*file);
+    for (auto& file : source->files) file->Finish();
   }
-}
-
-// copytruncate copies the file, then truncates it: lines written between our last read and
-// the copy are only in the copy. Find it next to the file (same first bytes, at least as
-// long as what we read) and return an open descriptor, or -1.
-int FindTruncatedCopy(const std::string& path, uint64_t fingerprint, uint32_t fingerprint_bytes,
-                      uint64_t read_offset, uint64_t own_inode, Identity& copy_identity) {
-  if (fingerprint_bytes == 0) return -1;
-  std::error_code ec;
-  const std::filesystem::path folder = std::filesystem::path(path).parent_path();
-  for (std::filesystem::directory_iterator it(folder, ec), end; !ec && it != end;
-       it.increment(ec)) {
-    struct stat st;
-    if (::stat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
-        uint64_t(st.st_ino) == own_inode || uint64_t(st.st_size) < read_offset) {
-      continue;
-    }
-    const int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    uint32_t bytes = fingerprint_bytes;
-    if (FingerprintFile(fd, bytes) == fingerprint && bytes == fingerprint_bytes) {
-      copy_identity = IdentityOf(st);
-      return fd;
-    }
-    ::close(fd);
-  }
-  return -1;
-}
-
-uint64_t Tailer::ReadFile(Source& source, File& file) {
-  struct stat st;
-  if (::fstat(file.fd, &st) != 0) return 0;
-  bool truncated = uint64_t(st.st_size) < file.read_offset;
-  if (!truncated && file.fingerprint_bytes > 0) {
-    // Truncated and written again up to (or past) where we were: the size alone cannot tell,
-    // the first bytes can.
-    uint32_t bytes = file.fingerprint_bytes;
-    truncated = FingerprintAt(file.fd, file.data_start, bytes) != file.fingerprint;
-  }
-  if (!truncated && file.has_last_byte && file.read_offset > 0) {
-    // A writer without O_APPEND writes on at its old offset after copytruncate: the file is
-    // then NULs up to there, and past where we were before we look again. Bytes already read
-    // never change in a log, so a different one (a NUL) at our position is a truncation.
-    char now = 0;
-    truncated =
-        ::pread(file.fd, &now, 1, off_t(file.read_offset - 1)) == 1 && now != file.last_byte;
-  }
-  if (truncated) {
-    // copytruncate, or any truncation: the file starts over. First read what the copy holds
-    // beyond what was read, so no line is lost to the copy.
-    if (source.config.observer) source.config.observer->OnTruncation(file.path);
-    Identity copy_identity;
-    int copy = FindTruncatedCopy(file.path, file.fingerprint, file.fingerprint_bytes,
-                                 file.read_offset, file.identity.inode, copy_identity);
-    spdlog::debug("{} (inode {}) truncated at offset {}; copy found: {}", file.path,
-                  file.identity.inode, file.read_offset, copy >= 0 ? copy_identity.inode : 0);
-    if (copy >= 0) {
-      // Read here and only here: the sibling scan must not take the copy for a new file.
-      source.finished.insert(copy_identity);
-      std::swap(file.fd, copy);
-      ReadFile(source, file);
-      std::swap(file.fd, copy);
-      ::close(copy);
-    }
-    file.read_offset = 0;
-    file.sink = source.config.make_sink();
-    file.fingerprint_bytes = 0;
-    file.data_start = 0;
-    file.has_last_byte = false;
-    // The hole a writer without O_APPEND leaves can be gigabytes of NULs: step over it.
-    const off_t data = ::lseek(file.fd, 0, SEEK_DATA);
-    if (data > 0) file.read_offset = uint64_t(data);
-    file.framer.Reset(file.read_offset);
-  }
-  uint64_t total = 0;
-  for (;;) {
-    if (total >= options_.max_bytes_per_poll) {
-      // A writer faster than us must not keep us here: other files, stopping and saving
-      // positions get their turn, and Run comes straight back.
-      backlog_ = true;
-      break;
-    }
-    const ssize_t n = ::pread(file.fd, buffer_.data(), buffer_.size(), off_t(file.read_offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    const uint64_t start = file.read_offset;
-    file.read_offset += uint64_t(n);
-    total += uint64_t(n);
-    file.last_byte = buffer_[std::size_t(n) - 1];
-    file.has_last_byte = true;
-    file.framer.Feed(buffer_.data(), std::size_t(n), start, *file.sink);
-    if (std::size_t(n) < buffer_.size()) break;
-  }
-  if (total > 0) {
-    if (file.fingerprint_bytes < kFingerprintBytes) {
-      // Truncation recovery and saved positions rely on the first bytes' fingerprint.
-      file.fingerprint_bytes = kFingerprintBytes;
-      file.fingerprint = FingerprintFile(file.fd, file.fingerprint_bytes, &file.data_start);
-    }
-    file.last_data = Clock::now();
-    if (source.config.observer) source.config.observer->OnBytesRead(total);
-  }
-  return total;
 }
 
 bool Tailer::AllFoldersWatched() const {

@@ -140,17 +140,12 @@ class Tailer {
            const std::vector<PolledInput*>& inputs = {});
 
  private:
-  struct File;
   struct Source;
 
   void Rescan(Source& source);
   void ReportNoFile(Source& source, const std::string& folder, bool none);
   void OpenFile(Source& source, const std::string& path, const struct stat& st, bool first_scan);
-  uint64_t ReadFile(Source& source, File& file);
-  void FinishFile(File& file);
-  bool Superseded(const File& file) const;
   void RecoverRotatedAway(Source& source);
-  void RecoverTruncatedWhileStopped(Source& source, File& file, const FilePosition& saved);
   void ScanRotatedSiblings(Source& source, const std::set<std::string>& live_paths,
                            bool first_scan);
   bool IsCopyOfOpenFile(const Source& source, const std::string& path) const;
@@ -189,15 +184,5 @@ class Tailer {
   bool backlog_ = false;   // the last pass stopped at max_bytes_per_poll somewhere
   timespec started_at_{};  // rotated files last written before this are old
 };
-
-// FNV-1a of a file's first `bytes` bytes (fewer if it is shorter); `bytes` is updated to
-// what was hashed. A leading run of NULs is skipped: it is the hole a writer without O_APPEND
-// leaves after copytruncate, the same in every such file. `data_start`, when given, receives
-// where the hashed bytes start.
-uint64_t FingerprintFile(int fd, uint32_t& bytes, uint64_t* data_start = nullptr);
-// The same, from `offset` on.
-uint64_t FingerprintAt(int fd, uint64_t offset, uint32_t& bytes);
-// Where the first byte that is not NUL is (the file's size if there is none).
-uint64_t FirstNonNul(int fd);
 
 }  // namespace fastapi_exporter::access_log
