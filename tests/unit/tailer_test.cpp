@@ -699,6 +699,34 @@ TEST_F(TailerTest, FailingPollDoesNotStopTheTailer) {
   });
 }
 
+// Issue #11: polling by choice (no inotify) is not reported, but a poll() that fails even then
+// is: the reader then sleeps between passes, and that is visible.
+TEST_F(TailerTest, FailingPollWithoutInotifyIsReportedAsPolling) {
+  if (kSanitizersNeedDescriptors) GTEST_SKIP() << "needs descriptors the sanitizers use";
+  Append("a.log", "1\n");
+  ExpectTrueInChild([&] {
+    PollingObserver polling;
+    TailerOptions options = PollingOptions(polling);
+    options.use_inotify = false;
+    auto tailer = MakeTailer(options, dir + "/*.log");
+    tailer->Poll();
+    const bool quiet_before = polling.calls == 0;
+    const int stop = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    // poll() on two descriptors fails (EINVAL) while only one may be open.
+    rlimit limit{};
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+    rlimit one_fd = limit;
+    one_fd.rlim_cur = 1;
+    const int app = ::open(Path("a.log").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (::setrlimit(RLIMIT_NOFILE, &one_fd) != 0) return false;
+    std::thread run([&] { tailer->Run(stop, {}); });
+    const bool appended = ::write(app, "2\n", 2) == 2;
+    const bool all = WaitForLines(recorded, 2);
+    return StopRun(stop, run) && quiet_before && appended && all &&
+           LinesOf(recorded) == Lines{"1", "2"} && polling.polling && polling.calls == 1;
+  });
+}
+
 // Issue #10, 8: a deploy moves the app's folder away (or deletes it) and creates it again: the
 // new log is found through inotify at once, not at the next periodic rescan (an hour here).
 TEST_F(TailerTest, RecreatedFolderIsFoundWithoutWaitingForARescan) {
