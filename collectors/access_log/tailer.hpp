@@ -115,6 +115,11 @@ struct TailerOptions {
   TailerObserver* observer = nullptr;  // may be null
 };
 
+class InotifyWatcher;
+
+// The coordinator: discovery.hpp finds the files, a FileFollower (file_follower.hpp) reads
+// each through a LineFramer (line_framer.hpp), an InotifyWatcher (inotify_watcher.hpp) says
+// when to look; the Tailer decides which files are new, old, rotated or done.
 class Tailer {
  public:
   Tailer(std::vector<TailSource> sources, TailerOptions options);
@@ -148,67 +153,24 @@ class Tailer {
            const std::vector<PolledInput*>& inputs = {});
 
  private:
-  struct File;
   struct Source;
 
   void Rescan(Source& source);
   void ReportNoFile(Source& source, const std::string& folder, bool none);
   void OpenFile(Source& source, const std::string& path, const struct stat& st, bool first_scan);
-  uint64_t ReadFile(Source& source, File& file);
-  void Deliver(File& file, const char* data, std::size_t size, uint64_t start_offset);
-  void DeliverRun(File& file, const char* data, std::size_t size, uint64_t start_offset);
-  void DeliverLine(File& file, std::string_view line, uint64_t begin_offset, uint64_t end_offset);
-  void FinishFile(File& file);
-  bool Superseded(const File& file) const;
   void RecoverRotatedAway(Source& source);
-  void RecoverTruncatedWhileStopped(Source& source, File& file, const FilePosition& saved);
   void ScanRotatedSiblings(Source& source, const std::set<std::string>& live_paths,
                            bool first_scan);
   bool IsCopyOfOpenFile(const Source& source, const std::string& path) const;
-  void WatchFolder(const std::string& folder, const std::string& child = {});
-  void WatchFolderChain(const std::string& folder);
-  void DropFolderWatch(int watch);
-  bool Matters(int watch, uint32_t mask, std::string_view name) const;
-  int WatchFile(const std::string& path);
-  void UnwatchFile(int watch);
   bool AllFoldersWatched() const;
-  void WatchFailed(const std::string& what, int error);
-  void SetPolling(bool polling);
-
-  struct FolderWatch {
-    int watch = -1;
-    uint64_t device = 0;
-    uint64_t inode = 0;
-  };
-  // Which events of a folder watch call for a rescan: all of them for a folder holding (or
-  // meant to hold) the files, those naming the next folder down for its parents.
-  struct WatchInterest {
-    bool all = false;
-    std::set<std::string> children;
-  };
 
   TailerOptions options_;
   std::vector<std::unique_ptr<Source>> sources_;
   std::vector<char> buffer_;
-  int inotify_fd_ = -1;
-  std::map<std::string, FolderWatch> watches_;  // folder -> watch of the folder it named
-  std::map<int, WatchInterest> interest_;       // folder watch -> what matters
-  std::map<int, int> file_watch_users_;         // file watch -> open files using it
-  bool watch_failed_ = false;                   // some folder or file is not watched: poll them
-  bool polling_ = false;                        // last reported to the observer
+  std::unique_ptr<InotifyWatcher> watcher_;
   bool first_scan_done_ = false;
   bool backlog_ = false;   // the last pass stopped at max_bytes_per_poll somewhere
   timespec started_at_{};  // rotated files last written before this are old
 };
-
-// FNV-1a of a file's first `bytes` bytes (fewer if it is shorter); `bytes` is updated to
-// what was hashed. A leading run of NULs is skipped: it is the hole a writer without O_APPEND
-// leaves after copytruncate, the same in every such file. `data_start`, when given, receives
-// where the hashed bytes start.
-uint64_t FingerprintFile(int fd, uint32_t& bytes, uint64_t* data_start = nullptr);
-// The same, from `offset` on.
-uint64_t FingerprintAt(int fd, uint64_t offset, uint32_t& bytes);
-// Where the first byte that is not NUL is (the file's size if there is none).
-uint64_t FirstNonNul(int fd);
 
 }  // namespace fastapi_exporter::access_log

@@ -16,6 +16,8 @@
 #include <mutex>
 #include <thread>
 
+#include "tests/unit/polling_observer.hpp"
+
 namespace fastapi_exporter::access_log {
 namespace {
 
@@ -95,6 +97,8 @@ class TailerTest : public ::testing::Test {
     std::ofstream(dir + "/" + name, std::ios::app | std::ios::binary) << text;
   }
   std::string Path(const std::string& name) { return dir + "/" + name; }
+  bool ReadsBothLinesWhilePollFails(const TailerOptions& options,
+                                    const std::function<bool()>& after_first_pass);
 
   std::string dir;
   Recorded recorded;
@@ -633,16 +637,6 @@ TEST_F(TailerTest, RenamedFileIsFollowedUntilTheNewFileHasData) {
   ::close(app);
 }
 
-// What the tailer says about polling.
-struct PollingObserver : TailerObserver {
-  int calls = 0;
-  bool polling = false;
-  void OnPolling(bool value) override {
-    ++calls;
-    polling = value;
-  }
-};
-
 // Runs `body` in a child process, since it changes process-wide limits, and expects true.
 void ExpectTrueInChild(const std::function<bool()>& body) {
   const pid_t child = fork();
@@ -701,28 +695,51 @@ TEST_F(TailerTest, NoInotifyFallsBackToPollingAndSaysSo) {
   });
 }
 
+// For a child process: a tailer with `options` reads a.log ("1\n"), `after_first_pass` is
+// asked, then the tailer runs while poll() fails (EINVAL on two descriptors while only one
+// may be open) and "2\n" is appended to the file, open already. True when both lines are
+// read, once each, and the tailer stops when told.
+bool TailerTest::ReadsBothLinesWhilePollFails(const TailerOptions& options,
+                                              const std::function<bool()>& after_first_pass) {
+  auto tailer = MakeTailer(options, dir + "/*.log");
+  tailer->Poll();
+  if (!after_first_pass()) return false;
+  const int stop = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  rlimit limit{};
+  ::getrlimit(RLIMIT_NOFILE, &limit);
+  rlimit one_fd = limit;
+  one_fd.rlim_cur = 1;
+  const int app = ::open(Path("a.log").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (::setrlimit(RLIMIT_NOFILE, &one_fd) != 0) return false;
+  std::thread run([&] { tailer->Run(stop, {}); });
+  // The file is open already: read by polling.
+  const bool appended = ::write(app, "2\n", 2) == 2;
+  const bool all = WaitForLines(recorded, 2);
+  return StopRun(stop, run) && appended && all && LinesOf(recorded) == Lines{"1", "2"};
+}
+
 // Issue #11: a failing poll() does not end the tailer: it goes on by polling.
 TEST_F(TailerTest, FailingPollDoesNotStopTheTailer) {
   if (kSanitizersNeedDescriptors) GTEST_SKIP() << "needs descriptors the sanitizers use";
   Append("a.log", "1\n");
   ExpectTrueInChild([&] {
     PollingObserver polling;
-    auto tailer = MakeTailer(PollingOptions(polling), dir + "/*.log");
-    tailer->Poll();
-    const int stop = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    // poll() on two descriptors fails (EINVAL) while only one may be open.
-    rlimit limit{};
-    ::getrlimit(RLIMIT_NOFILE, &limit);
-    rlimit one_fd = limit;
-    one_fd.rlim_cur = 1;
-    const int app = ::open(Path("a.log").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (::setrlimit(RLIMIT_NOFILE, &one_fd) != 0) return false;
-    std::thread run([&] { tailer->Run(stop, {}); });
-    // The file is open already: read by polling.
-    const bool appended = ::write(app, "2\n", 2) == 2;
-    const bool all = WaitForLines(recorded, 2);
-    return StopRun(stop, run) && appended && all && LinesOf(recorded) == Lines{"1", "2"} &&
+    return ReadsBothLinesWhilePollFails(PollingOptions(polling), [] { return true; }) &&
            polling.polling;
+  });
+}
+
+// Issue #11: polling by choice (no inotify) is not reported, but a poll() that fails even then
+// is: the reader then sleeps between passes, and that is visible.
+TEST_F(TailerTest, FailingPollWithoutInotifyIsReportedAsPolling) {
+  if (kSanitizersNeedDescriptors) GTEST_SKIP() << "needs descriptors the sanitizers use";
+  Append("a.log", "1\n");
+  ExpectTrueInChild([&] {
+    PollingObserver polling;
+    TailerOptions options = PollingOptions(polling);
+    options.use_inotify = false;
+    return ReadsBothLinesWhilePollFails(options, [&] { return polling.calls == 0; }) &&
+           polling.polling && polling.calls == 1;
   });
 }
 
