@@ -5,7 +5,13 @@
 #include <prometheus/text_serializer.h>
 #include <zlib.h>
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
 #include <sstream>
+#include <stdexcept>
 
 namespace fastapi_exporter {
 
@@ -78,21 +84,39 @@ std::string GzipCompress(std::string_view text) {
   return out;
 }
 
-void TextSource::Serve(bool deflate, ExpositionPieces& out) const {
+void Collector::Serve(bool deflate, ExpositionPieces& out) const {
   std::string text;
   RenderText(text);
   out.push_back(std::make_shared<const ExpositionPiece>(
       deflate ? DeflatePiece(text) : ExpositionPiece{std::move(text)}));
 }
 
-void Exposition::Register(std::shared_ptr<prometheus::Collectable> collectable) {
-  std::lock_guard lock(mutex_);
-  collectables_.push_back(std::move(collectable));
+CollectableCollector::CollectableCollector(std::shared_ptr<prometheus::Collectable> collectable)
+    : collectable_(std::move(collectable)) {}
+
+void CollectableCollector::RenderText(std::string& out) const {
+  std::ostringstream text;
+  prometheus::TextSerializer().Serialize(text, collectable_->Collect());
+  out += text.view();
 }
 
-void Exposition::Register(std::shared_ptr<TextSource> source) {
+void Exposition::Register(std::string name, std::shared_ptr<Collector> collector) {
   std::lock_guard lock(mutex_);
-  text_sources_.push_back(std::move(source));
+  for (const Entry& entry : entries_) {
+    if (entry.name == name) throw std::invalid_argument("collector registered twice: " + name);
+  }
+  entries_.push_back({std::move(name), std::move(collector)});
+}
+
+void Exposition::Register(std::string name, std::shared_ptr<prometheus::Collectable> collectable) {
+  Register(std::move(name), std::make_shared<CollectableCollector>(std::move(collectable)));
+}
+
+std::vector<std::string> Exposition::Names() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> names;
+  for (const Entry& entry : entries_) names.push_back(entry.name);
+  return names;
 }
 
 std::string Exposition::Render() const {
@@ -102,24 +126,51 @@ std::string Exposition::Render() const {
 }
 
 std::vector<std::shared_ptr<const std::string>> Exposition::Serve(bool gzip) const {
-  std::vector<std::shared_ptr<prometheus::Collectable>> collectables;
-  std::vector<std::shared_ptr<TextSource>> text_sources;
+  std::vector<Entry> entries;
   {
     std::lock_guard lock(mutex_);
-    collectables = collectables_;
-    text_sources = text_sources_;
+    entries = entries_;
   }
-  std::vector<prometheus::MetricFamily> families;
-  for (const auto& collectable : collectables) {
-    auto collected = collectable->Collect();
-    std::move(collected.begin(), collected.end(), std::back_inserter(families));
-  }
-  std::ostringstream out;
-  prometheus::TextSerializer().Serialize(out, families);
   ExpositionPieces pieces;
-  pieces.push_back(std::make_shared<const ExpositionPiece>(gzip ? DeflatePiece(out.view())
-                                                                : ExpositionPiece{out.str()}));
-  for (const auto& source : text_sources) source->Serve(gzip, pieces);
+  std::string durations =
+      "# HELP fastapi_exporter_collector_duration_seconds How long the collector's part of "
+      "the last scrape took.\n"
+      "# TYPE fastapi_exporter_collector_duration_seconds gauge\n";
+  std::string successes =
+      "# HELP fastapi_exporter_collector_success Whether the collector's part of the last "
+      "scrape succeeded (1) or failed and was left out (0).\n"
+      "# TYPE fastapi_exporter_collector_success gauge\n";
+  for (const Entry& entry : entries) {
+    const auto started = std::chrono::steady_clock::now();
+    const std::size_t before = pieces.size();
+    std::string failure;
+    try {
+      entry.collector->Serve(gzip, pieces);
+    } catch (const std::exception& error) {
+      failure = error.what();
+      pieces.resize(before);  // none of a failed collector's text: it may be half a family
+    }
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+    // Names are the exporter's own (no characters to escape).
+    durations += "fastapi_exporter_collector_duration_seconds{collector=\"" + entry.name + "\"} ";
+    char value[32];
+    durations.append(value, std::to_chars(value, value + sizeof value, took.count()).ptr);
+    durations += '\n';
+    successes += "fastapi_exporter_collector_success{collector=\"" + entry.name + "\"} ";
+    successes += failure.empty() ? "1\n" : "0\n";
+    std::lock_guard lock(mutex_);
+    const auto failing = std::find(failing_.begin(), failing_.end(), entry.name);
+    if (!failure.empty() && failing == failing_.end()) {
+      spdlog::warn("collector {} failed, left out of the scrape: {}", entry.name, failure);
+      failing_.push_back(entry.name);
+    } else if (failure.empty() && failing != failing_.end()) {
+      spdlog::info("collector {} works again", entry.name);
+      failing_.erase(failing);
+    }
+  }
+  durations += successes;
+  pieces.push_back(std::make_shared<const ExpositionPiece>(
+      gzip ? DeflatePiece(durations) : ExpositionPiece{std::move(durations)}));
   if (gzip) return GzipBody(pieces);
   std::vector<std::shared_ptr<const std::string>> body;
   body.reserve(pieces.size());
