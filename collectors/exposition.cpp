@@ -14,6 +14,23 @@
 #include <stdexcept>
 
 namespace fastapi_exporter {
+namespace {
+
+constexpr std::string_view kCollectorDuration = "fastapi_exporter_collector_duration_seconds";
+constexpr std::string_view kCollectorSuccess = "fastapi_exporter_collector_success";
+
+std::string FamilyHeader(std::string_view name, std::string_view help) {
+  std::string out = "# HELP ";
+  out.append(name).append(" ").append(help).append("\n# TYPE ").append(name).append(" gauge\n");
+  return out;
+}
+
+// `name{collector="NAME"} `. Collector names are the exporter's own: nothing to escape.
+void AppendSampleStart(std::string& out, std::string_view name, const std::string& collector) {
+  out.append(name).append("{collector=\"").append(collector).append("\"} ");
+}
+
+}  // namespace
 
 ExpositionPiece DeflatePiece(std::string_view text) {
   // One stream, its level buffer and an output buffer (~230 kB) for the process, reused:
@@ -133,37 +150,39 @@ std::vector<std::shared_ptr<const std::string>> Exposition::Serve(bool gzip) con
   }
   ExpositionPieces pieces;
   std::string durations =
-      "# HELP fastapi_exporter_collector_duration_seconds How long the collector's part of "
-      "the last scrape took.\n"
-      "# TYPE fastapi_exporter_collector_duration_seconds gauge\n";
-  std::string successes =
-      "# HELP fastapi_exporter_collector_success Whether the collector's part of the last "
-      "scrape succeeded (1) or failed and was left out (0).\n"
-      "# TYPE fastapi_exporter_collector_success gauge\n";
+      FamilyHeader(kCollectorDuration, "How long the collector's part of the last scrape took.");
+  std::string successes = FamilyHeader(
+      kCollectorSuccess,
+      "Whether the collector's part of the last scrape succeeded (1) or failed and was left "
+      "out (0).");
   for (const Entry& entry : entries) {
     const auto started = std::chrono::steady_clock::now();
     const std::size_t before = pieces.size();
+    bool failed = false;
     std::string failure;
     try {
       entry.collector->Serve(gzip, pieces);
     } catch (const std::exception& error) {
+      failed = true;
       failure = error.what();
-      pieces.resize(before);  // none of a failed collector's text: it may be half a family
+    } catch (...) {
+      failed = true;
+      failure = "an exception of an unknown type";
     }
+    if (failed) pieces.resize(before);  // none of its text: it may end in half a family
     const std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
-    // Names are the exporter's own (no characters to escape).
-    durations += "fastapi_exporter_collector_duration_seconds{collector=\"" + entry.name + "\"} ";
+    AppendSampleStart(durations, kCollectorDuration, entry.name);
     char value[32];
     durations.append(value, std::to_chars(value, value + sizeof value, took.count()).ptr);
     durations += '\n';
-    successes += "fastapi_exporter_collector_success{collector=\"" + entry.name + "\"} ";
-    successes += failure.empty() ? "1\n" : "0\n";
+    AppendSampleStart(successes, kCollectorSuccess, entry.name);
+    successes += failed ? "0\n" : "1\n";
     std::lock_guard lock(mutex_);
     const auto failing = std::find(failing_.begin(), failing_.end(), entry.name);
-    if (!failure.empty() && failing == failing_.end()) {
+    if (failed && failing == failing_.end()) {
       spdlog::warn("collector {} failed, left out of the scrape: {}", entry.name, failure);
       failing_.push_back(entry.name);
-    } else if (failure.empty() && failing != failing_.end()) {
+    } else if (!failed && failing != failing_.end()) {
       spdlog::info("collector {} works again", entry.name);
       failing_.erase(failing);
     }
