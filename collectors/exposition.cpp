@@ -178,11 +178,14 @@ std::vector<std::shared_ptr<const std::string>> Exposition::Serve(bool gzip) con
     AppendSampleStart(successes, kCollectorSuccess, entry.name);
     successes += failed ? "0\n" : "1\n";
     std::lock_guard lock(mutex_);
-    const auto failing = std::find(failing_.begin(), failing_.end(), entry.name);
+    const auto failing = failing_.find(entry.name);
     if (failed && failing == failing_.end()) {
       spdlog::warn("collector {} failed, left out of the scrape: {}", entry.name, failure);
-      failing_.push_back(entry.name);
-    } else if (!failed && failing != failing_.end()) {
+      failing_[entry.name] = {1, std::move(failure)};
+    } else if (failed) {
+      ++failing->second.renders;
+      failing->second.message = std::move(failure);
+    } else if (failing != failing_.end()) {
       spdlog::info("collector {} works again", entry.name);
       failing_.erase(failing);
     }
@@ -197,6 +200,17 @@ std::vector<std::shared_ptr<const std::string>> Exposition::Serve(bool gzip) con
     body.push_back(std::shared_ptr<const std::string>(piece, &piece->bytes));
   }
   return body;
+}
+
+std::string Exposition::Unhealthy(int renders) const {
+  std::lock_guard lock(mutex_);
+  for (const auto& [name, failure] : failing_) {
+    if (failure.renders >= renders) {
+      return "collector " + name + " failed its last " + std::to_string(failure.renders) +
+             " renders: " + failure.message;
+    }
+  }
+  return {};
 }
 
 }  // namespace fastapi_exporter

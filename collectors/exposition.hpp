@@ -5,6 +5,7 @@
 #include <prometheus/collectable.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -92,15 +93,25 @@ class Exposition {
   // (Collector::Serve). Thread-safe.
   std::vector<std::shared_ptr<const std::string>> Serve(bool gzip) const;
 
+  // Empty, or why not healthy when a collector failed each of its last `renders` renders
+  // (Render or Serve), e.g. "collector process failed its last 3 renders: cannot ...", for
+  // /healthz. Thread-safe.
+  std::string Unhealthy(int renders) const;
+
  private:
   struct Entry {
     std::string name;
     std::shared_ptr<Collector> collector;
   };
+  struct Failure {
+    int renders = 0;  // failed in a row
+    std::string message;
+  };
   mutable std::mutex mutex_;  // entries_, failing_
   std::vector<Entry> entries_;
-  // The collectors whose last render threw: a failure and a recovery are logged once each.
-  mutable std::vector<std::string> failing_;
+  // The collectors whose last render threw, by name: a failure and a recovery are logged
+  // once each.
+  mutable std::map<std::string, Failure> failing_;
 };
 
 }  // namespace fastapi_exporter

@@ -32,6 +32,11 @@ std::string VersionLine() {
 
 namespace {
 
+// /healthz turns 503 when a collector failed this many scrapes in a row: one failure may be a
+// process exiting mid-read; three (45 s at a 15 s scrape interval) is a collector that is
+// broken.
+constexpr int kUnhealthyAfterFailedRenders = 3;
+
 // Logs each problem of a file as "file:line:column: key: message"; returns a one-line summary.
 std::string LogProblems(const std::string& file,
                         const std::vector<fe::config::ConfigError>& errors) {
@@ -252,7 +257,10 @@ class Daemon {
     fe::HttpServerOptions http;
     http.listen_address = *fe::config::ParseListenAddress(config.web.listen_address, &problem);
     http.telemetry_path = config.web.telemetry_path;
-    http.unhealthy_reason = [this] { return access_logs_->Health(); };
+    http.unhealthy_reason = [this] {
+      std::string reason = access_logs_->Health();
+      return reason.empty() ? exposition_.Unhealthy(kUnhealthyAfterFailedRenders) : reason;
+    };
     http.web_app = [this](std::string_view path, std::string_view query,
                           fe::WebResponse& response) {
       return live_view_->Handle(path, query, response);

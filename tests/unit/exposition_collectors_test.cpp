@@ -190,5 +190,28 @@ TEST(ExpositionCollectors, AFailureIsLoggedOncePerChange) {
   EXPECT_EQ(f.first->renders, 6);
 }
 
+TEST(ExpositionCollectors, UnhealthyAfterFailingTheLastRendersInARow) {
+  Fixture f;
+  EXPECT_EQ(f.exposition.Unhealthy(3), "");
+  f.second->fail = true;
+  f.exposition.Render();
+  f.exposition.Render();
+  EXPECT_EQ(f.exposition.Unhealthy(3), "");  // two in a row
+  EXPECT_EQ(f.exposition.Unhealthy(2),
+            "collector second failed its last 2 renders: cannot read second_value");
+  f.exposition.Serve(true);
+  EXPECT_EQ(f.exposition.Unhealthy(3),
+            "collector second failed its last 3 renders: cannot read second_value");
+  // One success starts the count again.
+  f.second->fail = false;
+  f.exposition.Render();
+  EXPECT_EQ(f.exposition.Unhealthy(1), "");
+  f.second->fail = true;
+  f.exposition.Render();
+  EXPECT_EQ(f.exposition.Unhealthy(2), "");
+  EXPECT_EQ(f.exposition.Unhealthy(1),
+            "collector second failed its last 1 renders: cannot read second_value");
+}
+
 }  // namespace
 }  // namespace fastapi_exporter
