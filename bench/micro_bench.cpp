@@ -248,7 +248,7 @@ struct ScrapeStore {
 void BM_ServeRequestStoreGzip(benchmark::State& state) {
   ScrapeStore scrape;
   fe::Exposition exposition;
-  exposition.Register(std::static_pointer_cast<fe::TextSource>(scrape.store));
+  exposition.Register("requests", scrape.store);
   benchmark::DoNotOptimize(exposition.Serve(true));
   int round = 0;
   std::size_t bytes = 0;

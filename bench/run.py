@@ -2,9 +2,11 @@
 """Whole-process benchmarks of fastapi-exporter beside its peers, measured in the same run.
 
 usage: /usr/bin/python3 bench/run.py [--quick] [--only=NAME,...] [--exporter=PATH]
+                                    [--baseline=PATH]
 Needs: a build (build/daemon/fastapi-exporter, build/bench/micro_bench) and, from Debian,
 mtail, prometheus-process-exporter and wrk (make bench installs them); `scrape_prometheus`
-also Prometheus. --exporter measures another build of the daemon (an earlier commit's).
+also Prometheus. --exporter measures another build of the daemon (an earlier commit's);
+--baseline adds an earlier build beside this one where a row compares builds (live_sampler).
 Prints one line per row: the exporter's figure, the peer's, and the ratio; writes
 build/bench-results.json. Servers bind to 127.0.0.1 and are stopped by PID.
 """
@@ -26,6 +28,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPORTER = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--exporter=")),
                 os.path.join(ROOT, "build", "daemon", "fastapi-exporter"))
+BASELINE = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--baseline=")), None)
 MICRO = os.path.join(ROOT, "build", "bench", "micro_bench")
 PEERS = os.path.join(os.path.dirname(ROOT), "shared", "peers")
 QUICK = "--quick" in sys.argv
@@ -341,6 +344,46 @@ def bench_live(folder, logs):
     i = results.pop("idle")
     report("idle", "idle, scraped: % of one core", i["exporter"], i["mtail"], "%", False,
            "<= 0.01%")
+
+
+def bench_live_sampler(folder):
+    """The live view's sampler at rest: no lines, services `pid: 1` (a process with many fds,
+    the costly part of a scrape) and a missing pidfile; CPU of every thread over 60 s (30 s
+    in --quick) from schedstat, no scrapes. This build sampling every 5 s (the default) beside
+    the same with --web.live-interval=600 (the sampler asleep) and, with --baseline, an earlier
+    build at 5 s, all started together and measured over the same seconds."""
+    if not selected("live_sampler"):
+        return
+    body = f"""services:
+  - name: init
+    process: {{pid: 1}}
+  - name: gone
+    process: {{pidfile: {folder}/missing.pid}}
+"""
+    runs = [("exporter", EXPORTER, "5"), ("sampler_idle", EXPORTER, "600")]
+    if BASELINE:
+        runs.append(("baseline", BASELINE, "5"))
+    daemons = []
+    try:
+        for who, binary, interval in runs:
+            port = free_port()
+            daemons.append((who, Daemon([binary, f"--config.file={exporter_config(folder, body)}",
+                                         f"--web.listen-address=127.0.0.1:{port}",
+                                         f"--web.live-interval={interval}"],
+                                        f"http://127.0.0.1:{port}/healthz")))
+        time.sleep(3)
+        span = 30 if QUICK else 60
+        before = {who: cpu_seconds(d.process.pid) for who, d in daemons}
+        time.sleep(span)
+        cpu = {who: (cpu_seconds(d.process.pid) - before[who]) / span * 100 for who, d in daemons}
+    finally:
+        for _, daemon in daemons:
+            daemon.stop()
+    report("live_sampler_idle", "live view's sampler, idle: % of one core", cpu["exporter"],
+           cpu["sampler_idle"], "%", False, "-")
+    if BASELINE:
+        print(f"{'live_sampler_idle baseline':28} {cpu['baseline']:.4g} % ({BASELINE})", flush=True)
+        results["live_sampler_idle"]["baseline"] = cpu["baseline"]
 
 
 def bench_process(folder):
@@ -923,9 +966,10 @@ def bench_tls(folder):
 
 
 def main():
-    if ONLY == ["wire"]:
+    if ONLY in (["wire"], ["live_sampler"]):
         with tempfile.TemporaryDirectory(prefix="fe-bench-") as folder:
             bench_wire(folder)
+            bench_live_sampler(folder)
         return
     for tool in ("mtail", "prometheus-process-exporter", "wrk"):
         if not shutil.which(tool):
@@ -944,6 +988,7 @@ def main():
         bench_scrape_prometheus(folder)
         bench_tls(folder)
         bench_live(folder, logs)
+        bench_live_sampler(folder)
         bench_process(folder)
         bench_rss(folder, logs)
         bench_cardinality(folder)

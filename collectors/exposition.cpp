@@ -5,9 +5,32 @@
 #include <prometheus/text_serializer.h>
 #include <zlib.h>
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
 #include <sstream>
+#include <stdexcept>
 
 namespace fastapi_exporter {
+namespace {
+
+constexpr std::string_view kCollectorDuration = "fastapi_exporter_collector_duration_seconds";
+constexpr std::string_view kCollectorSuccess = "fastapi_exporter_collector_success";
+
+std::string FamilyHeader(std::string_view name, std::string_view help) {
+  std::string out = "# HELP ";
+  out.append(name).append(" ").append(help).append("\n# TYPE ").append(name).append(" gauge\n");
+  return out;
+}
+
+// `name{collector="NAME"} `. Collector names are the exporter's own: nothing to escape.
+void AppendSampleStart(std::string& out, std::string_view name, const std::string& collector) {
+  out.append(name).append("{collector=\"").append(collector).append("\"} ");
+}
+
+}  // namespace
 
 ExpositionPiece DeflatePiece(std::string_view text) {
   // One stream, its level buffer and an output buffer (~230 kB) for the process, reused:
@@ -78,21 +101,39 @@ std::string GzipCompress(std::string_view text) {
   return out;
 }
 
-void TextSource::Serve(bool deflate, ExpositionPieces& out) const {
+void Collector::Serve(bool deflate, ExpositionPieces& out) const {
   std::string text;
   RenderText(text);
   out.push_back(std::make_shared<const ExpositionPiece>(
       deflate ? DeflatePiece(text) : ExpositionPiece{std::move(text)}));
 }
 
-void Exposition::Register(std::shared_ptr<prometheus::Collectable> collectable) {
-  std::lock_guard lock(mutex_);
-  collectables_.push_back(std::move(collectable));
+CollectableCollector::CollectableCollector(std::shared_ptr<prometheus::Collectable> collectable)
+    : collectable_(std::move(collectable)) {}
+
+void CollectableCollector::RenderText(std::string& out) const {
+  std::ostringstream text;
+  prometheus::TextSerializer().Serialize(text, collectable_->Collect());
+  out += text.view();
 }
 
-void Exposition::Register(std::shared_ptr<TextSource> source) {
+void Exposition::Register(std::string name, std::shared_ptr<Collector> collector) {
   std::lock_guard lock(mutex_);
-  text_sources_.push_back(std::move(source));
+  for (const Entry& entry : entries_) {
+    if (entry.name == name) throw std::invalid_argument("collector registered twice: " + name);
+  }
+  entries_.push_back({std::move(name), std::move(collector)});
+}
+
+void Exposition::Register(std::string name, std::shared_ptr<prometheus::Collectable> collectable) {
+  Register(std::move(name), std::make_shared<CollectableCollector>(std::move(collectable)));
+}
+
+std::vector<std::string> Exposition::Names() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> names;
+  for (const Entry& entry : entries_) names.push_back(entry.name);
+  return names;
 }
 
 std::string Exposition::Render() const {
@@ -102,24 +143,56 @@ std::string Exposition::Render() const {
 }
 
 std::vector<std::shared_ptr<const std::string>> Exposition::Serve(bool gzip) const {
-  std::vector<std::shared_ptr<prometheus::Collectable>> collectables;
-  std::vector<std::shared_ptr<TextSource>> text_sources;
+  std::vector<Entry> entries;
   {
     std::lock_guard lock(mutex_);
-    collectables = collectables_;
-    text_sources = text_sources_;
+    entries = entries_;
   }
-  std::vector<prometheus::MetricFamily> families;
-  for (const auto& collectable : collectables) {
-    auto collected = collectable->Collect();
-    std::move(collected.begin(), collected.end(), std::back_inserter(families));
-  }
-  std::ostringstream out;
-  prometheus::TextSerializer().Serialize(out, families);
   ExpositionPieces pieces;
-  pieces.push_back(std::make_shared<const ExpositionPiece>(gzip ? DeflatePiece(out.view())
-                                                                : ExpositionPiece{out.str()}));
-  for (const auto& source : text_sources) source->Serve(gzip, pieces);
+  std::string durations =
+      FamilyHeader(kCollectorDuration, "How long the collector's part of the last scrape took.");
+  std::string successes = FamilyHeader(
+      kCollectorSuccess,
+      "Whether the collector's part of the last scrape succeeded (1) or failed and was left "
+      "out (0).");
+  for (const Entry& entry : entries) {
+    const auto started = std::chrono::steady_clock::now();
+    const std::size_t before = pieces.size();
+    bool failed = false;
+    std::string failure;
+    try {
+      entry.collector->Serve(gzip, pieces);
+    } catch (const std::exception& error) {
+      failed = true;
+      failure = error.what();
+    } catch (...) {
+      failed = true;
+      failure = "an exception of an unknown type";
+    }
+    if (failed) pieces.resize(before);  // none of its text: it may end in half a family
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+    AppendSampleStart(durations, kCollectorDuration, entry.name);
+    char value[32];
+    durations.append(value, std::to_chars(value, value + sizeof value, took.count()).ptr);
+    durations += '\n';
+    AppendSampleStart(successes, kCollectorSuccess, entry.name);
+    successes += failed ? "0\n" : "1\n";
+    std::lock_guard lock(mutex_);
+    const auto failing = failing_.find(entry.name);
+    if (failed && failing == failing_.end()) {
+      spdlog::warn("collector {} failed, left out of the scrape: {}", entry.name, failure);
+      failing_[entry.name] = {1, std::move(failure)};
+    } else if (failed) {
+      ++failing->second.renders;
+      failing->second.message = std::move(failure);
+    } else if (failing != failing_.end()) {
+      spdlog::info("collector {} works again", entry.name);
+      failing_.erase(failing);
+    }
+  }
+  durations += successes;
+  pieces.push_back(std::make_shared<const ExpositionPiece>(
+      gzip ? DeflatePiece(durations) : ExpositionPiece{std::move(durations)}));
   if (gzip) return GzipBody(pieces);
   std::vector<std::shared_ptr<const std::string>> body;
   body.reserve(pieces.size());
@@ -127,6 +200,17 @@ std::vector<std::shared_ptr<const std::string>> Exposition::Serve(bool gzip) con
     body.push_back(std::shared_ptr<const std::string>(piece, &piece->bytes));
   }
   return body;
+}
+
+std::string Exposition::Unhealthy(int renders) const {
+  std::lock_guard lock(mutex_);
+  for (const auto& [name, failure] : failing_) {
+    if (failure.renders >= renders) {
+      return "collector " + name + " failed its last " + std::to_string(failure.renders) +
+             " renders: " + failure.message;
+    }
+  }
+  return {};
 }
 
 }  // namespace fastapi_exporter

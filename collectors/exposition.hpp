@@ -5,6 +5,7 @@
 #include <prometheus/collectable.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -38,37 +39,79 @@ std::vector<std::shared_ptr<const std::string>> GzipBody(const ExpositionPieces&
 // The gzip file of `text` in one string.
 std::string GzipCompress(std::string_view text);
 
-// Metrics that render themselves in the text format, for series too many to go through
-// prometheus-cpp's Collect() on every scrape (see access_log/request_metrics.hpp).
-class TextSource {
+// One collector of the exposition: a piece of /metrics, rendered in the Prometheus text
+// format on each scrape (the process collector, the request metrics of the access logs and
+// the wire, the exporter's own metrics, ...). Text, not prometheus-cpp's MetricFamily: the
+// request series are too many to go through Collect() on every scrape (see
+// access_log/request_metrics.hpp); a prometheus-cpp Collectable joins as a
+// CollectableCollector. A collector may throw (std::exception) to say it has nothing valid to
+// give this time; see Exposition.
+class Collector {
  public:
-  virtual ~TextSource() = default;
+  virtual ~Collector() = default;
   virtual void RenderText(std::string& out) const = 0;
   // Appends the text of RenderText as pieces, deflated (DeflatePiece) when `deflate`. The
-  // default renders (and deflates) everything on every call; a source may give pieces it
+  // default renders (and deflates) everything on every call; a collector may give pieces it
   // kept while their text did not change, as long as every change made before the call
   // began shows.
   virtual void Serve(bool deflate, ExpositionPieces& out) const;
 };
 
+// A prometheus-cpp Collectable (a Registry of self-metrics, ...) as a Collector: collected and
+// serialised on every call.
+class CollectableCollector final : public Collector {
+ public:
+  explicit CollectableCollector(std::shared_ptr<prometheus::Collectable> collectable);
+  void RenderText(std::string& out) const override;
+
+ private:
+  std::shared_ptr<prometheus::Collectable> collectable_;
+};
+
+// Every collector, by name, rendered one after another into /metrics, each timed, like
+// node_exporter's node_scrape_collector_duration_seconds and _success: after them come
+//   fastapi_exporter_collector_duration_seconds{collector="NAME"}  (gauge, seconds: how long
+//     its part of this scrape took, deflating included)
+//   fastapi_exporter_collector_success{collector="NAME"}           (gauge, 1 or 0)
+// A collector that throws gives 0 and none of its text; the rest of the page is served, and
+// the failure is logged once (warning with the exception's message), its recovery once too.
 class Exposition {
  public:
-  void Register(std::shared_ptr<prometheus::Collectable> collectable);
-  void Register(std::shared_ptr<TextSource> source);
+  // Adds a collector; `name` is its `collector` label. A name already registered throws
+  // std::invalid_argument (two series of one label set would make an invalid page).
+  void Register(std::string name, std::shared_ptr<Collector> collector);
+  void Register(std::string name, std::shared_ptr<prometheus::Collectable> collectable);
+
+  // The names registered, in the order they render.
+  std::vector<std::string> Names() const;
 
   // The whole text. Thread-safe; each collector serialises its own state.
   std::string Render() const;
 
   // A response body, as strings to send one after another: Render()'s text, or with `gzip`
-  // a gzip file of it. The prometheus-cpp collectables are collected on every call (they are
-  // few, and process metrics are read from /proc now); text sources serve what they kept of
-  // unchanged metrics (TextSource::Serve). Thread-safe.
+  // a gzip file of it. Collectors serve what they kept of unchanged metrics
+  // (Collector::Serve). Thread-safe.
   std::vector<std::shared_ptr<const std::string>> Serve(bool gzip) const;
 
+  // Empty, or why not healthy when a collector failed each of its last `renders` renders
+  // (Render or Serve), e.g. "collector process failed its last 3 renders: cannot ...", for
+  // /healthz. Thread-safe.
+  std::string Unhealthy(int renders) const;
+
  private:
-  mutable std::mutex mutex_;
-  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
-  std::vector<std::shared_ptr<TextSource>> text_sources_;
+  struct Entry {
+    std::string name;
+    std::shared_ptr<Collector> collector;
+  };
+  struct Failure {
+    int renders = 0;  // failed in a row
+    std::string message;
+  };
+  mutable std::mutex mutex_;  // entries_, failing_
+  std::vector<Entry> entries_;
+  // The collectors whose last render threw, by name: a failure and a recovery are logged
+  // once each.
+  mutable std::map<std::string, Failure> failing_;
 };
 
 }  // namespace fastapi_exporter

@@ -148,7 +148,7 @@ bool HttpServer::Start(std::string& error) {
   mg_set_request_handler(context_, "/healthz$", HandleHealth, this);
   // Last, so that it gets only what the others do not take: every other path answers here
   // (404), not from civetweb's own error page.
-  mg_set_request_handler(context_, "/", HandleLanding, this);
+  mg_set_request_handler(context_, "/", HandleOtherPaths, this);
   return true;
 }
 
@@ -260,21 +260,12 @@ int HttpServer::HandleMetrics(mg_connection* conn, void* self_ptr) {
   return 200;
 }
 
-int HttpServer::HandleLanding(mg_connection* conn, void* self_ptr) {
+int HttpServer::HandleOtherPaths(mg_connection* conn, void* self_ptr) {
   auto* self = static_cast<HttpServer*>(self_ptr);
   if (!self->Authorized(conn)) return 401;
   if (self->options_.web_app) return self->HandleWebApp(conn);
-  if (std::strcmp(mg_get_request_info(conn)->local_uri, "/") != 0) {
-    SendResponse(conn, 404, "text/plain", "not found\n");
-    return 404;
-  }
-  if (!IsGetOrHead(conn)) {
-    SendResponse(conn, 405, "text/plain", "method not allowed\n");
-    return 405;
-  }
-  SendResponse(conn, 200, "text/html; charset=utf-8",
-               self->options_.landing_page_html ? self->options_.landing_page_html() : "");
-  return 200;
+  SendResponse(conn, 404, "text/plain", "not found\n");
+  return 404;
 }
 
 int HttpServer::HandleWebApp(mg_connection* conn) {

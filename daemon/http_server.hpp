@@ -1,4 +1,4 @@
-// The HTTP side: civetweb serving the telemetry path, a landing page and /healthz.
+// The HTTP side: civetweb serving the telemetry path, /healthz and the live view's paths.
 // It knows nothing about metrics: it asks a callback for the exposition text.
 #pragma once
 
@@ -37,7 +37,6 @@ struct WebResponse {
 struct HttpServerOptions {
   config::ListenAddress listen_address;
   std::string telemetry_path = "/metrics";
-  std::function<std::string()> landing_page_html;  // called concurrently from server threads
   // Called concurrently from server threads, with whether the scraper accepts gzip; may
   // answer plain text even then.
   std::function<MetricsBody(bool accepts_gzip)> render_metrics;
@@ -45,7 +44,8 @@ struct HttpServerOptions {
   // /healthz answers with 503.
   std::function<std::string()> unhealthy_reason;
   // The live view: called concurrently for every path but the telemetry path and /healthz,
-  // behind the same TLS and basic auth; false: not its path (404). Unset: the landing page.
+  // behind the same TLS and basic auth; false: not its path (404). Unset: every such path is
+  // 404.
   std::function<bool(std::string_view path, std::string_view query, WebResponse&)> web_app;
   int threads = 4;
   // Serve HTTPS with these settings instead of HTTP.
@@ -71,7 +71,7 @@ class HttpServer {
 
  private:
   static int HandleMetrics(mg_connection* conn, void* self);
-  static int HandleLanding(mg_connection* conn, void* self);
+  static int HandleOtherPaths(mg_connection* conn, void* self);
   static int HandleHealth(mg_connection* conn, void* self);
   int HandleWebApp(mg_connection* conn);
   static int InitTls(void* ssl_context, void* self);

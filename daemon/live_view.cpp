@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <set>
 
 #include "web/assets.hpp"
@@ -200,10 +201,10 @@ void AppendValues(std::string& out, const history::PanelValues& values, double w
 
 }  // namespace
 
-LiveView::LiveView(const Exposition& exposition,
+LiveView::LiveView(LiveSources sources,
                    std::shared_ptr<const history::RecentLinesRegistry> recent_lines,
                    LiveViewOptions options)
-    : exposition_(exposition), recent_lines_(std::move(recent_lines)), options_(options) {}
+    : sources_(std::move(sources)), recent_lines_(std::move(recent_lines)), options_(options) {}
 
 LiveView::~LiveView() {
   Stop();
@@ -258,6 +259,69 @@ void LiveView::Stop() {
   thread_.join();
 }
 
+namespace {
+
+// Sums samples into each service's totals as the page's queries sum series (`sum by (le)`
+// for the buckets), whichever way they were read.
+class TotalsBuilder {
+ public:
+  history::Totals& Service(const std::string& service) { return totals_[service]; }
+  history::RouteTotals& Route(const std::string& service, const std::string& route) {
+    return totals_[service].routes[route];
+  }
+  void AddRequests(const std::string& service, const std::string& route, std::string_view status,
+                   double value) {
+    history::Totals& totals = Service(service);
+    totals.requests += value;
+    Route(service, route).requests += value;
+    if (status.size() == 3 && status[0] >= '1' && status[0] <= '5') {
+      totals.by_class[std::size_t(status[0] - '1')] += value;
+    }
+  }
+  void AddDuration(const std::string& service, const std::string& route, double sum, double count) {
+    history::Totals& totals = Service(service);
+    history::RouteTotals& route_totals = Route(service, route);
+    totals.duration_sum += sum;
+    route_totals.duration_sum += sum;
+    totals.duration_count += count;
+    route_totals.duration_count += count;
+  }
+  void AddBucket(const std::string& service, const std::string& route, double bound,
+                 double cumulative) {
+    Route(service, route);
+    buckets_[service][bound] += cumulative;
+    route_buckets_[service][route][bound] += cumulative;
+  }
+  std::map<std::string, history::Totals> Finish() {
+    for (auto& [service, service_totals] : totals_) {
+      for (const auto& [bound, value] : buckets_[service]) {
+        if (!std::isinf(bound)) service_totals.bounds.push_back(bound);
+        service_totals.buckets.push_back(value);
+      }
+      for (auto& [route, route_totals] : service_totals.routes) {
+        for (const auto& [bound, value] : route_buckets_[service][route]) {
+          route_totals.buckets.push_back(value);
+        }
+      }
+    }
+    return std::move(totals_);
+  }
+
+ private:
+  std::map<std::string, history::Totals> totals_;
+  // Bucket counts by service (and route), bound.
+  std::map<std::string, std::map<double, double>> buckets_;
+  std::map<std::string, std::map<std::string, std::map<double, double>>> route_buckets_;
+};
+
+std::string RouteOf(const Sample& sample) {
+  const std::string* method = sample.Label("method");
+  const std::string* path = sample.Label("path");
+  return (method ? *method : "") + " " + (path ? *path : "");
+}
+
+}  // namespace
+
 std::map<std::string, history::Totals> LiveView::ReadTotals(std::string_view text,
                                                             const std::string& metric_prefix) {
   const std::string requests = metric_prefix + "_requests_total";
@@ -265,10 +329,7 @@ std::map<std::string, history::Totals> LiveView::ReadTotals(std::string_view tex
   const std::string bucket = duration + "_bucket";
   const std::string sum = duration + "_sum";
   const std::string count = duration + "_count";
-  std::map<std::string, history::Totals> totals;
-  // Bucket counts by service, bound: summed over series as `sum by (le)` does.
-  std::map<std::string, std::map<double, double>> buckets;
-  std::map<std::string, std::map<std::string, std::map<double, double>>> route_buckets;
+  TotalsBuilder totals;
   Sample sample;
   while (!text.empty()) {
     const std::size_t newline = text.find('\n');
@@ -284,59 +345,72 @@ std::map<std::string, history::Totals> LiveView::ReadTotals(std::string_view tex
     if (!(is_request || is_bucket || is_sum || is_count || is_cpu || is_rss)) continue;
     const std::string* service = sample.Label("service");
     if (!service) continue;
-    history::Totals& service_totals = totals[*service];
     if (is_cpu || is_rss) {
+      history::Totals& service_totals = totals.Service(*service);
       double& value = is_cpu ? service_totals.cpu_seconds : service_totals.resident_bytes;
       value = std::isnan(value) ? sample.value : value + sample.value;
       continue;
     }
-    const std::string* method = sample.Label("method");
-    const std::string* path = sample.Label("path");
-    const std::string route = (method ? *method : "") + " " + (path ? *path : "");
-    history::RouteTotals& route_totals = service_totals.routes[route];
+    const std::string route = RouteOf(sample);
     if (is_request) {
-      service_totals.requests += sample.value;
-      route_totals.requests += sample.value;
-      if (const std::string* status = sample.Label("status_code")) {
-        if (status->size() == 3 && (*status)[0] >= '1' && (*status)[0] <= '5') {
-          service_totals.by_class[std::size_t((*status)[0] - '1')] += sample.value;
-        }
-      }
+      const std::string* status = sample.Label("status_code");
+      totals.AddRequests(*service, route, status ? *status : "", sample.value);
     } else if (is_sum) {
-      service_totals.duration_sum += sample.value;
-      route_totals.duration_sum += sample.value;
+      totals.AddDuration(*service, route, sample.value, 0);
     } else if (is_count) {
-      service_totals.duration_count += sample.value;
-      route_totals.duration_count += sample.value;
+      totals.AddDuration(*service, route, 0, sample.value);
     } else if (const std::string* le = sample.Label("le")) {
-      const double bound = std::strtod(le->c_str(), nullptr);
-      buckets[*service][bound] += sample.value;
-      route_buckets[*service][route][bound] += sample.value;
+      totals.AddBucket(*service, route, std::strtod(le->c_str(), nullptr), sample.value);
+    } else {
+      totals.Route(*service, route);
     }
   }
-  for (auto& [service, service_totals] : totals) {
-    for (const auto& [bound, value] : buckets[service]) {
-      if (!std::isinf(bound)) service_totals.bounds.push_back(bound);
-      service_totals.buckets.push_back(value);
-    }
-    for (auto& [route, route_totals] : service_totals.routes) {
-      for (const auto& [bound, value] : route_buckets[service][route]) {
-        route_totals.buckets.push_back(value);
+  return totals.Finish();
+}
+
+std::map<std::string, history::Totals> LiveView::ReadTotals(const LiveSources& sources) {
+  TotalsBuilder totals;
+  if (sources.requests) {
+    // The labels of a series are its own rendering (request_metrics.cpp), parsed as a sample
+    // line; one buffer for every series.
+    std::string line;
+    Sample sample;
+    sources.requests->ForEachSeries([&](const access_log::RequestStore::Series& series) {
+      line.assign("s{").append(series.labels).append("} 0");
+      if (!ParseSample(line, sample)) return;
+      const std::string* service = sample.Label("service");
+      if (!service) return;
+      const std::string route = RouteOf(sample);
+      const std::string* status = sample.Label("status_code");
+      // Acquire, as a scrape reads it: the values stored before it are seen.
+      const auto requests = series.requests.load(std::memory_order_acquire);
+      totals.AddRequests(*service, route, status ? *status : "", double(requests));
+      if (!series.has_histogram.load(std::memory_order_acquire)) return;
+      uint64_t cumulative = 0;
+      const std::size_t bounds = series.bounds->size();
+      for (std::size_t i = 0; i <= bounds; ++i) {
+        cumulative += series.bucket_counts[i].load(std::memory_order_relaxed);
+        totals.AddBucket(*service, route,
+                         i < bounds ? (*series.bounds)[i] : std::numeric_limits<double>::infinity(),
+                         double(cumulative));
       }
+      totals.AddDuration(*service, route, series.duration_sum.load(std::memory_order_relaxed),
+                         double(series.duration_count.load(std::memory_order_relaxed)));
+    });
+  }
+  if (sources.processes) {
+    for (const auto& [service, usage] : sources.processes->ReadUsage()) {
+      history::Totals& service_totals = totals.Service(service);
+      service_totals.cpu_seconds = usage.cpu_seconds;
+      service_totals.resident_bytes = usage.resident_bytes;
     }
   }
-  return totals;
+  return totals.Finish();
 }
 
 void LiveView::SampleNow() {
   const double now = UnixNow();
-  const std::string text = exposition_.Render();
-  std::string prefix;
-  {
-    std::lock_guard lock(mutex_);
-    prefix = options_.metric_prefix;
-  }
-  std::map<std::string, history::Totals> totals = ReadTotals(text, prefix);
+  std::map<std::string, history::Totals> totals = ReadTotals(sources_);
   std::lock_guard lock(mutex_);
   for (auto& [service, history] : histories_) {
     history->Add(now, totals[service]);

@@ -1,11 +1,12 @@
 // The live view: the page at / and its JSON API (docs/live-view.md), from a history the
 // exporter keeps of its own /metrics.
 //
-// A sampler thread renders the exposition every `interval` (the very text /metrics serves),
-// reads each service's request totals, duration histogram, CPU seconds and resident bytes
-// from it, and adds them to the service's history (collectors/history/history.hpp). The
-// Logger Stream reads the access-log collector's recent lines. HTTP threads call Handle()
-// concurrently.
+// A sampler thread reads each service's request totals, duration histogram, CPU seconds and
+// resident bytes every `interval` straight from the collectors (the request store's
+// counters, the process collector's stat-only ReadUsage), not by rendering and parsing
+// /metrics, which cost a scrape's reads of /proc every 5 s (docs/BENCHMARKS.md), and adds
+// them to the service's history (collectors/history/history.hpp). The Logger Stream reads
+// the access-log collector's recent lines. HTTP threads call Handle() concurrently.
 #pragma once
 
 #include <condition_variable>
@@ -17,9 +18,10 @@
 #include <thread>
 #include <vector>
 
-#include "collectors/exposition.hpp"
+#include "collectors/access_log/request_metrics.hpp"
 #include "collectors/history/history.hpp"
 #include "collectors/history/recent_lines.hpp"
+#include "collectors/process/process_collector.hpp"
 #include "config/config.hpp"
 #include "daemon/http_server.hpp"
 
@@ -31,10 +33,15 @@ struct LiveViewOptions {
   std::string telemetry_path = "/metrics";
 };
 
+// Where the sampler reads its totals; either may be null (nothing of that kind).
+struct LiveSources {
+  std::shared_ptr<const access_log::RequestStore> requests;
+  std::shared_ptr<const process::ProcessCollector> processes;
+};
+
 class LiveView {
  public:
-  LiveView(const Exposition& exposition,
-           std::shared_ptr<const history::RecentLinesRegistry> recent_lines,
+  LiveView(LiveSources sources, std::shared_ptr<const history::RecentLinesRegistry> recent_lines,
            LiveViewOptions options);
   ~LiveView();
   LiveView(const LiveView&) = delete;
@@ -54,7 +61,10 @@ class LiveView {
   // Bytes held by the history and recent lines of every service.
   std::size_t memory_bytes() const;
 
-  // Reads one service's totals from exposition text (public for tests).
+  // Every service's totals, read from the collectors (what the sampler adds).
+  static std::map<std::string, history::Totals> ReadTotals(const LiveSources& sources);
+  // The same totals read from exposition text, as a reader of /metrics computes them: the
+  // tests' independent check of the direct reading above.
   static std::map<std::string, history::Totals> ReadTotals(std::string_view text,
                                                            const std::string& metric_prefix);
 
@@ -65,7 +75,7 @@ class LiveView {
   std::vector<std::shared_ptr<const history::ServiceHistory>> Selected(
       const std::string& service) const;
 
-  const Exposition& exposition_;
+  const LiveSources sources_;
   std::shared_ptr<const history::RecentLinesRegistry> recent_lines_;
   LiveViewOptions options_;
   mutable std::mutex mutex_;  // services_, histories_, options_ prefix and path

@@ -726,7 +726,7 @@ bool AccessLogCollector::empty() const {
   return impl_->sources.empty();
 }
 
-std::shared_ptr<TextSource> AccessLogCollector::request_metrics() const {
+std::shared_ptr<Collector> AccessLogCollector::request_metrics() const {
   return impl_->store;
 }
 

@@ -43,7 +43,7 @@ class AccessLogCollector {
 
   // fastapi_requests_total and fastapi_request_duration_seconds, to register with the
   // exposition (the self-metrics are in the registry given to the constructor).
-  std::shared_ptr<TextSource> request_metrics() const;
+  std::shared_ptr<Collector> request_metrics() const;
   // The same store, for the other sources of request metrics (the wire).
   std::shared_ptr<RequestStore> request_store() const;
 

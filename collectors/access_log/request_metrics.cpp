@@ -155,6 +155,11 @@ void RequestStore::RenderHistograms(std::string& out, std::size_t begin, std::si
   }
 }
 
+void RequestStore::ForEachSeries(const std::function<void(const Series&)>& visit) const {
+  std::lock_guard lock(mutex_);
+  for (const auto& series : series_) visit(*series);
+}
+
 void RequestStore::RenderText(std::string& out) const {
   std::lock_guard lock(mutex_);
   if (series_.empty()) return;
@@ -170,7 +175,7 @@ void RequestStore::Serve(bool deflate, ExpositionPieces& out) const {
     // Plain text is not kept: Prometheus always asks for gzip, and keeping the text (~10 MB
     // for 5,600 label sets) for an occasional reader costs more memory than rendering it
     // again costs CPU.
-    TextSource::Serve(false, out);
+    Collector::Serve(false, out);
     return;
   }
   std::lock_guard serving(serve_mutex_);

@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,7 +34,7 @@
 
 namespace fastapi_exporter::access_log {
 
-class RequestStore final : public TextSource {
+class RequestStore final : public Collector {
  public:
   explicit RequestStore(std::string metric_prefix);
   void SetMetricPrefix(const std::string& metric_prefix);
@@ -64,6 +65,11 @@ class RequestStore final : public TextSource {
     std::atomic<uint64_t> duration_count{0};
     std::size_t block = 0;  // set at creation, never changes
   };
+
+  // Calls `visit` with every series, in creation order, while holding the lock that guards
+  // the list (the writer waits for it only to add or remove a series): for readers of the
+  // values that need no text (the live view's sampler).
+  void ForEachSeries(const std::function<void(const Series&)>& visit) const;
 
   // Called by the writer thread only.
   Series& AddSeries(const void* owner, std::string labels, const std::vector<double>* bounds,

@@ -1,5 +1,6 @@
 #include "collectors/process/process_collector.hpp"
 
+#include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <sstream>
 #include <utility>
 
 #include "collectors/metric_families.hpp"
@@ -19,6 +21,8 @@ namespace fastapi_exporter::process {
 namespace {
 
 using prometheus::MetricType;
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // Counts a problem per kind, and logs each distinct message once while it lasts, so a
 // permanently unreadable file does not write a log line per scrape.
@@ -88,6 +92,10 @@ struct Service {
   ResettableCounter cgroup_cpu_usec;
   bool ever_seen = false;
   ProblemLog problems;
+  // The same for ReadUsage, apart: its samples hold CPU ticks only.
+  GroupAccounting usage_accounting;
+  ResettableCounter usage_cgroup_cpu_usec;
+  bool usage_ever_seen = false;
 };
 
 // Gauges summed or folded over the live processes of a group. A *_valid flag is false when
@@ -394,16 +402,61 @@ void ProcessCollector::State::CollectSelf(MetricFamilies& out) {
 
 std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
   std::lock_guard lock(mutex_);
-  const auto started = std::chrono::steady_clock::now();
   MetricFamilies out;
   ProcessTable table(state_->procfs);
   for (Service& service : state_->services) state_->CollectService(service, table, out);
   state_->CollectSelf(out);
-  const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
-  out.Add("fastapi_exporter_collector_duration_seconds",
-          "How long the last collection of a collector took.", MetricType::Gauge,
-          {{"collector", "process"}}, elapsed.count());
+  // Its duration is measured by the exposition, as every collector's is.
   return out.Release();
+}
+
+std::map<std::string, ProcessCollector::Usage> ProcessCollector::ReadUsage() const {
+  std::lock_guard lock(mutex_);
+  State& state = *state_;
+  std::map<std::string, Usage> usage;
+  ProcessTable table(state.procfs);
+  for (Service& service : state.services) {
+    const FindResult found = service.finder->Find(table);
+    std::vector<ProcessSample> samples;
+    double resident_bytes = 0;
+    for (pid_t pid : found.pids) {
+      if (state.procfs.ReadProcFile(pid, "stat", state.buffer) != ReadStatus::kOk) continue;
+      const auto stat = ParseStat(state.buffer);
+      if (!stat) continue;
+      ProcessSample sample;
+      sample.pid = pid;
+      sample.ppid = stat->ppid;
+      sample.start_ticks = stat->starttime;
+      sample.own[kCpuTicks] = stat->utime + stat->stime;
+      if (service.include_children) sample.reaped_children[kCpuTicks] = stat->cutime + stat->cstime;
+      samples.push_back(sample);
+      resident_bytes += double(stat->rss_pages) * double(state.page_size);
+    }
+    const CounterValues totals = service.usage_accounting.Update(samples);
+    Usage& out = usage[service.name];
+    out = {kNaN, samples.empty() ? kNaN : resident_bytes};
+    if (service.finder->CgroupCoversGroup()) {
+      if (found.cgroup_dir &&
+          ProcFs::ReadFile(*found.cgroup_dir + "/cpu.stat", state.buffer) == ReadStatus::kOk) {
+        if (const auto usec = ParseCgroupCpuUsageUsec(state.buffer)) {
+          service.usage_cgroup_cpu_usec.Observe(*usec);
+        }
+      }
+      if (service.usage_cgroup_cpu_usec.seen()) {
+        out.cpu_seconds = double(service.usage_cgroup_cpu_usec.total()) / 1e6;
+      }
+    } else if (service.usage_ever_seen || !samples.empty()) {
+      out.cpu_seconds = double(totals[kCpuTicks]) / double(state.ticks_per_second);
+    }
+    service.usage_ever_seen |= !samples.empty();
+  }
+  return usage;
+}
+
+void ProcessCollector::RenderText(std::string& out) const {
+  std::ostringstream text;
+  prometheus::TextSerializer().Serialize(text, Collect());
+  out += text.view();
 }
 
 }  // namespace fastapi_exporter::process

@@ -2,6 +2,8 @@
 // comments), the bounds of its rings, and its reading of the exposition text.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <limits>
 
@@ -9,6 +11,7 @@
 #include "collectors/history/prom_math.hpp"
 #include "collectors/history/recent_lines.hpp"
 #include "daemon/live_view.hpp"
+#include "tests/unit/fake_proc.hpp"
 
 namespace fastapi_exporter::history {
 namespace {
@@ -303,6 +306,96 @@ other_metric{service="a"} 99
   EXPECT_EQ(a.routes.at("GET /x").buckets, (std::vector<double>{5, 7}));
   EXPECT_EQ(totals.at("b").by_class[4], 2);
   EXPECT_TRUE(std::isnan(totals.at("b").cpu_seconds));
+}
+
+void ExpectSameTotals(const Totals& direct, const Totals& text, const std::string& service) {
+  SCOPED_TRACE(service);
+  EXPECT_EQ(direct.requests, text.requests);
+  EXPECT_EQ(direct.by_class, text.by_class);
+  EXPECT_EQ(direct.duration_sum, text.duration_sum);
+  EXPECT_EQ(direct.duration_count, text.duration_count);
+  EXPECT_EQ(direct.bounds, text.bounds);
+  EXPECT_EQ(direct.buckets, text.buckets);
+  EXPECT_EQ(std::isnan(direct.cpu_seconds), std::isnan(text.cpu_seconds));
+  if (!std::isnan(text.cpu_seconds)) {
+    EXPECT_DOUBLE_EQ(direct.cpu_seconds, text.cpu_seconds);
+  }
+  EXPECT_EQ(std::isnan(direct.resident_bytes), std::isnan(text.resident_bytes));
+  if (!std::isnan(text.resident_bytes)) {
+    EXPECT_DOUBLE_EQ(direct.resident_bytes, text.resident_bytes);
+  }
+  ASSERT_EQ(direct.routes.size(), text.routes.size());
+  for (const auto& [route, totals] : text.routes) {
+    ASSERT_EQ(direct.routes.count(route), 1u) << route;
+    const RouteTotals& other = direct.routes.at(route);
+    EXPECT_EQ(other.requests, totals.requests) << route;
+    EXPECT_EQ(other.duration_sum, totals.duration_sum) << route;
+    EXPECT_EQ(other.duration_count, totals.duration_count) << route;
+    EXPECT_EQ(other.buckets, totals.buckets) << route;
+  }
+}
+
+// The sampler reads the collectors directly; a reader of the text they render (the way it
+// used to sample) must find the same totals, and both the hand-counted values.
+TEST(LiveViewReadTotals, TheCollectorsReadDirectlyGiveWhatTheirTextGives) {
+  namespace al = access_log;
+  auto store = std::make_shared<al::RequestStore>("fastapi");
+  al::RequestMetrics api(*store, "api", {0.1, 1});
+  al::RequestMetrics jobs(*store, "jobs", {0.5});
+  for (int i = 0; i < 5; ++i) api.Record(al::HttpMethod::kGet, 1, "/x", 200, true, 0.05 * i);
+  api.Record(al::HttpMethod::kGet, 1, "/x", 404, true, 2);
+  api.Record(al::HttpMethod::kPost, 2, "/q\"\\", 503, true, 0.5);
+  api.Record(al::HttpMethod::kGet, 3, "/no-duration", 200, false, 0);
+  jobs.Record(al::HttpMethod::kPut, 1, "/y", 201, false, 0);
+  jobs.Record(al::HttpMethod::kPut, 1, "/y", 201, false, 0);
+
+  testing::FakeProc fake;
+  testing::FakeProcess process;
+  process.pid = 100;
+  process.utime = 300;
+  process.rss_pages = 50;
+  fake.Write(process);
+  config::ServiceConfig api_config, jobs_config;
+  api_config.name = "api";
+  api_config.process.pid = 100;
+  jobs_config.name = "jobs";
+  jobs_config.process.pidfile = fake.root() + "/missing.pid";
+  auto processes = std::make_shared<process::ProcessCollector>(
+      std::vector<config::ServiceConfig>{api_config, jobs_config},
+      process::ProcessCollectorOptions{fake.proc_root(), fake.cgroup_root()});
+
+  std::string text;
+  store->RenderText(text);
+  processes->RenderText(text);
+  const auto from_text = LiveView::ReadTotals(text, "fastapi");
+  const auto direct = LiveView::ReadTotals(LiveSources{store, processes});
+  ASSERT_EQ(direct.size(), 2u);
+  ASSERT_EQ(from_text.size(), 2u);
+  for (const auto& [service, totals] : from_text) {
+    ASSERT_EQ(direct.count(service), 1u) << service;
+    ExpectSameTotals(direct.at(service), totals, service);
+  }
+  const Totals& a = direct.at("api");
+  EXPECT_EQ(a.requests, 8);
+  EXPECT_EQ(a.by_class[1], 6);
+  EXPECT_EQ(a.by_class[3], 1);
+  EXPECT_EQ(a.by_class[4], 1);
+  EXPECT_EQ(a.duration_count, 7);  // the request without a duration is not in the histogram
+  EXPECT_DOUBLE_EQ(a.duration_sum, 0.05 * (0 + 1 + 2 + 3 + 4) + 2 + 0.5);
+  EXPECT_EQ(a.bounds, (std::vector<double>{0.1, 1}));
+  // <= 0.1: 0, 0.05, 0.1; <= 1: those, 0.15, 0.2, 0.5; all 7.
+  EXPECT_EQ(a.buckets, (std::vector<double>{3, 6, 7}));
+  EXPECT_EQ(a.routes.at("POST /q\"\\").buckets, (std::vector<double>{0, 1, 1}));
+  EXPECT_EQ(a.routes.at("GET /no-duration").requests, 1);
+  EXPECT_TRUE(a.routes.at("GET /no-duration").buckets.empty());
+  EXPECT_DOUBLE_EQ(a.cpu_seconds, 300.0 / double(sysconf(_SC_CLK_TCK)));
+  EXPECT_DOUBLE_EQ(a.resident_bytes, 50.0 * double(sysconf(_SC_PAGESIZE)));
+  const Totals& j = direct.at("jobs");
+  EXPECT_EQ(j.requests, 2);
+  EXPECT_EQ(j.by_class[1], 2);
+  EXPECT_TRUE(j.buckets.empty());
+  EXPECT_TRUE(std::isnan(j.cpu_seconds));
+  EXPECT_TRUE(std::isnan(j.resident_bytes));
 }
 
 }  // namespace

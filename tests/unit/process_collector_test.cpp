@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <optional>
 
@@ -322,6 +323,59 @@ TEST_F(ProcessCollectorTest, UnitRestartDoesNotResetCgroupCpu) {
   families = collector.Collect();
   EXPECT_EQ(Value(families, "fastapi_exporter_service_up", "unit"), 1);
   EXPECT_DOUBLE_EQ(*Value(families, "process_cpu_seconds_total", "unit"), 9.5);
+}
+
+// The live view's sampler: the same CPU and memory a scrape gives, from stat (and the
+// cgroup's cpu.stat) alone: unreadable fds and io do not matter to it, and its reading leaves
+// the scrape's problem counts alone.
+TEST_F(ProcessCollectorTest, ReadUsageGivesTheScrapesCpuAndMemoryFromStatAlone) {
+  FakeProcess master = Process(100, 1, 50);
+  master.stime = 10;
+  master.children = {101};
+  master.rss_pages = 1000;
+  FakeProcess worker = Process(101, 100, 100);
+  worker.rss_pages = 3000;
+  FakeProcess in_unit = Process(40, 1, 8);
+  in_unit.rss_pages = 10;
+  for (const auto& p : {master, worker, in_unit}) fake.Write(p);
+  fake.MakeUnreadable(101, "fd");
+  fake.MakeUnreadable(101, "io");
+  fake.WriteCgroup("system.slice/app.service", {40}, 5'000'000);
+  const std::string pidfile = fake.WriteFile("run/app.pid", "100\n");
+  auto collector = Collector({Service("api", {.pidfile = pidfile}),
+                              Service("unit", {.systemd_unit = "app.service"}),
+                              Service("gone", {.pidfile = fake.root() + "/run/missing.pid"})});
+
+  auto usage = collector.ReadUsage();
+  ASSERT_EQ(usage.size(), 3u);
+  EXPECT_DOUBLE_EQ(usage.at("api").cpu_seconds, (60 + 100) * tick);
+  EXPECT_DOUBLE_EQ(usage.at("api").resident_bytes, 4000 * page);
+  EXPECT_DOUBLE_EQ(usage.at("unit").cpu_seconds, 5.0);  // the cgroup's usage_usec
+  EXPECT_DOUBLE_EQ(usage.at("unit").resident_bytes, 10 * page);
+  EXPECT_TRUE(std::isnan(usage.at("gone").cpu_seconds));
+  EXPECT_TRUE(std::isnan(usage.at("gone").resident_bytes));
+
+  const auto families = collector.Collect();
+  for (const char* service : {"api", "unit"}) {
+    EXPECT_EQ(Value(families, "process_cpu_seconds_total", service), usage.at(service).cpu_seconds);
+    EXPECT_EQ(Value(families, "process_resident_memory_bytes", service),
+              usage.at(service).resident_bytes);
+  }
+  EXPECT_EQ(Value(families, "process_cpu_seconds_total", "gone"), std::nullopt);
+  // One scrape, one count each: ReadUsage counted nothing.
+  EXPECT_EQ(Value(families, "fastapi_exporter_read_errors_total", "api", "fd"), 1);
+  EXPECT_EQ(Value(families, "fastapi_exporter_read_errors_total", "api", "io"), 1);
+
+  // The worker exits: its CPU stays counted, its memory goes; the scrape agrees.
+  master.children = {};
+  fake.Write(master);
+  fake.Remove(101);
+  usage = collector.ReadUsage();
+  EXPECT_DOUBLE_EQ(usage.at("api").cpu_seconds, (60 + 100) * tick);
+  EXPECT_DOUBLE_EQ(usage.at("api").resident_bytes, 1000 * page);
+  const auto after = collector.Collect();
+  EXPECT_EQ(Value(after, "process_cpu_seconds_total", "api"), usage.at("api").cpu_seconds);
+  EXPECT_EQ(Value(after, "process_resident_memory_bytes", "api"), usage.at("api").resident_bytes);
 }
 
 }  // namespace
