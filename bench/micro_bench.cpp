@@ -15,9 +15,11 @@
 #include <vector>
 
 #include "collectors/access_log/line_parser.hpp"
+#include "collectors/access_log/line_pipeline.hpp"
 #include "collectors/access_log/request_metrics.hpp"
 #include "collectors/access_log/route_normalizer.hpp"
 #include "collectors/exposition.hpp"
+#include "collectors/history/recent_lines.hpp"
 #include "config/config.hpp"
 
 namespace fe = fastapi_exporter;
@@ -67,10 +69,14 @@ std::vector<std::string> Lines(const std::string& format) {
   return lines;
 }
 
-std::unique_ptr<al::LineParser> Parser(const std::string& log_yaml) {
+fe::config::AccessLogConfig LogConfig(const std::string& log_yaml) {
   const auto loaded = fe::config::ParseConfig("services:\n  - name: s\n    access_logs:\n      - " +
                                               log_yaml + "\n");
-  return al::MakeLineParser(loaded.config.services.at(0).access_logs.at(0));
+  return loaded.config.services.at(0).access_logs.at(0);
+}
+
+std::unique_ptr<al::LineParser> Parser(const std::string& log_yaml) {
+  return al::MakeLineParser(LogConfig(log_yaml));
 }
 
 void RunParser(benchmark::State& state, const std::string& log_yaml, const std::string& format) {
@@ -87,23 +93,62 @@ void RunParser(benchmark::State& state, const std::string& log_yaml, const std::
   state.SetBytesProcessed(int64_t(bytes));
 }
 
+// The whole per-line chain as the collector runs it (LinePipeline::Handle): terminal escapes,
+// parser, route normalizer (id heuristics), request metrics, the live view's recent lines.
+void RunPipeline(benchmark::State& state, const std::string& log_yaml, const std::string& format) {
+  const auto log = LogConfig(log_yaml);
+  prometheus::Registry registry;
+  al::RequestStore store("fastapi");
+  al::ServiceOptions options;
+  options.name = "api";
+  options.buckets = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  al::ServicePipeline service(options, store, al::RegisterLineFamilies(registry));
+  service.SetRecentLines(std::make_shared<fe::history::RecentLines>(1000));
+  al::LinePipeline pipeline("x", al::MakeLineParser(log), log.envelope, 64 * 1024, service);
+  const auto lines = Lines(format);
+  std::size_t i = 0, bytes = 0;
+  for (auto _ : state) {
+    const std::string& line = lines[i++ % lines.size()];
+    pipeline.Handle(line);
+    bytes += line.size();
+  }
+  if (pipeline.requests() != uint64_t(state.iterations())) {
+    state.SkipWithError("a line was not counted as a request");
+  }
+  state.SetItemsProcessed(int64_t(state.iterations()));
+  state.SetBytesProcessed(int64_t(bytes));
+}
+
+const char* kJsonLog = "{path: /x, format: json}";
+const char* kNginxLog =
+    R"({path: /x, format: nginx, nginx: {log_format: '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time'}})";
+const char* kGunicornLog =
+    R"({path: /x, format: gunicorn, gunicorn: {log_format: '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(D)s'}})";
+const char* kUvicornLog = "{path: /x, format: uvicorn}";
+
 void BM_ParseJson(benchmark::State& state) {
-  RunParser(state, "{path: /x, format: json}", "json");
+  RunParser(state, kJsonLog, "json");
 }
 void BM_ParseNginx(benchmark::State& state) {
-  RunParser(
-      state,
-      R"({path: /x, format: nginx, nginx: {log_format: '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time'}})",
-      "nginx");
+  RunParser(state, kNginxLog, "nginx");
 }
 void BM_ParseGunicorn(benchmark::State& state) {
-  RunParser(
-      state,
-      R"({path: /x, format: gunicorn, gunicorn: {log_format: '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(D)s'}})",
-      "gunicorn");
+  RunParser(state, kGunicornLog, "gunicorn");
 }
 void BM_ParseUvicorn(benchmark::State& state) {
-  RunParser(state, "{path: /x, format: uvicorn}", "uvicorn");
+  RunParser(state, kUvicornLog, "uvicorn");
+}
+void BM_PipelineJson(benchmark::State& state) {
+  RunPipeline(state, kJsonLog, "json");
+}
+void BM_PipelineNginx(benchmark::State& state) {
+  RunPipeline(state, kNginxLog, "nginx");
+}
+void BM_PipelineGunicorn(benchmark::State& state) {
+  RunPipeline(state, kGunicornLog, "gunicorn");
+}
+void BM_PipelineUvicorn(benchmark::State& state) {
+  RunPipeline(state, kUvicornLog, "uvicorn");
 }
 
 void BM_NormalizeRoute(benchmark::State& state) {
@@ -314,6 +359,10 @@ BENCHMARK(BM_ParseJson);
 BENCHMARK(BM_ParseNginx);
 BENCHMARK(BM_ParseGunicorn);
 BENCHMARK(BM_ParseUvicorn);
+BENCHMARK(BM_PipelineJson);
+BENCHMARK(BM_PipelineNginx);
+BENCHMARK(BM_PipelineGunicorn);
+BENCHMARK(BM_PipelineUvicorn);
 BENCHMARK(BM_NormalizeRoute)->Arg(0)->Arg(1)->Arg(2);
 BENCHMARK(BM_RecordRequest);
 BENCHMARK(BM_RenderPrometheusCpp)->Arg(10000)->Unit(benchmark::kMillisecond);
