@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "collectors/access_log/line_parser.hpp"
+#include "collectors/access_log/config_translation.hpp"
 #include "collectors/access_log/line_pipeline.hpp"
 #include "collectors/access_log/request_metrics.hpp"
 #include "collectors/access_log/route_normalizer.hpp"
@@ -104,7 +104,7 @@ void RunPipeline(benchmark::State& state, const std::string& log_yaml, const std
   options.buckets = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
   al::ServicePipeline service(options, store, al::RegisterLineFamilies(registry));
   service.SetRecentLines(std::make_shared<fe::history::RecentLines>(1000));
-  al::LinePipeline pipeline("x", al::MakeLineParser(log), log.envelope, 64 * 1024, service);
+  al::LinePipeline pipeline(al::SourceOptionsOf(log, 64 * 1024), service);
   const auto lines = Lines(format);
   std::size_t i = 0, bytes = 0;
   for (auto _ : state) {

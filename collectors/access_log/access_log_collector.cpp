@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 
+#include "collectors/access_log/config_translation.hpp"
 #include "collectors/access_log/journal_source.hpp"
 #include "collectors/access_log/line_parser.hpp"
 #include "collectors/access_log/line_pipeline.hpp"
@@ -136,34 +137,34 @@ class TailerState final : public TailerObserver {
   Gauge& polling_;
 };
 
-// What shapes a service's request series, as the pipeline takes it.
-ServiceOptions ServiceOptionsOf(const config::ServiceConfig& config) {
-  ServiceOptions options;
-  options.name = config.name;
-  options.routes = config.routes;
-  options.exclude_paths = ExcludedPaths(config);
-  options.max_paths = config.max_paths;
-  options.buckets = config.buckets;
-  if (config.routes_from) {
-    options.routes_from = config.routes_from->openapi_url + "\n" +
-                          config.routes_from->openapi_file + "\n" +
-                          std::to_string(config.routes_from->refresh.count());
-  }
-  return options;
+// The key of a source's saved positions (files) or cursor (journal), stable across restarts
+// and reloads: its service and its `source` label.
+std::string PositionKey(const std::string& service, const std::string& source) {
+  return service + "\t" + source;
+}
+
+// What a source is built from. A reload keeps a source (and its counters) when this is equal:
+// the pipeline's options and where reading starts in a file that is new to the tailer.
+struct SourceSetup {
+  SourceOptions pipeline;
+  config::StartAt start_at = config::StartAt::kEnd;
+  std::optional<config::JournalSelector> journal;
+  std::string path;
+  bool operator==(const SourceSetup&) const = default;
+};
+
+SourceSetup SourceSetupOf(const config::AccessLogConfig& log, std::size_t max_line_bytes) {
+  return {SourceOptionsOf(log, max_line_bytes), log.start_at, log.journal, log.path};
 }
 
 // One configured access log: its line pipeline, and the handles of the self-metrics of its
 // files or journal. Series are per glob, not per file, so rotated file names create no series.
 class SourceState final : public SourceObserver, public JournalObserver {
  public:
-  SourceState(const config::AccessLogConfig& config, ServicePipeline& service, SelfFamilies& self,
-              std::size_t max_line_bytes)
-      : config_(config),
-        self_(self),
-        pipeline_(config::SourceName(config), MakeLineParser(config), config.envelope,
-                  max_line_bytes, service) {
+  SourceState(SourceSetup setup, ServicePipeline& service, SelfFamilies& self)
+      : setup_(std::move(setup)), self_(self), pipeline_(setup_.pipeline, service) {
     const prometheus::Labels labels{{"service", service.name()}, {"source", pipeline_.source()}};
-    if (config.journal) {
+    if (setup_.journal) {
       journal_lag_ = &self.journal_lag.Add(labels);
       journal_cursor_lost_ = &self.journal_cursor_lost.Add(labels);
     }
@@ -190,7 +191,7 @@ class SourceState final : public SourceObserver, public JournalObserver {
   SourceState& operator=(const SourceState&) = delete;
 
   const ServicePipeline& service() const { return pipeline_.service(); }
-  const config::AccessLogConfig& config() const { return config_; }
+  const SourceSetup& setup() const { return setup_; }
   const std::string& name() const { return pipeline_.source(); }
   LinePipeline& pipeline() { return pipeline_; }
 
@@ -226,7 +227,7 @@ class SourceState final : public SourceObserver, public JournalObserver {
   }
 
  private:
-  config::AccessLogConfig config_;
+  SourceSetup setup_;
   SelfFamilies& self_;
   LinePipeline pipeline_;
   Counter* bytes_read_;
@@ -268,8 +269,10 @@ struct AccessLogCollector::Impl {
   // change (and so their counters), and the tailer with every position it holds.
   void Apply(const config::Config& config) {
     positions_file = config.positions_file;
-    const bool everything_changed =
-        config.metric_prefix != metric_prefix || config.max_line_bytes != max_line_bytes;
+    // Every request series is named after the prefix: a new one starts every count again.
+    // Otherwise services and sources are kept when the options they are built from are equal
+    // (ServiceOptions, SourceSetup), and only then.
+    const bool everything_changed = config.metric_prefix != metric_prefix;
     metric_prefix = config.metric_prefix;
     max_line_bytes = config.max_line_bytes;
     store->SetMetricPrefix(metric_prefix);
@@ -288,9 +291,10 @@ struct AccessLogCollector::Impl {
       kept_services[s] = std::move(*service);
       kept_sources[s].resize(service_config.access_logs.size());
       for (std::size_t l = 0; l < service_config.access_logs.size(); ++l) {
+        const SourceSetup setup =
+            SourceSetupOf(service_config.access_logs[l], std::size_t(config.max_line_bytes));
         auto source = std::find_if(sources.begin(), sources.end(), [&](const auto& old) {
-          return old && &old->service() == kept_services[s].get() &&
-                 old->config().fingerprint == service_config.access_logs[l].fingerprint;
+          return old && &old->service() == kept_services[s].get() && old->setup() == setup;
         });
         if (source != sources.end()) kept_sources[s][l] = std::move(*source);
       }
@@ -332,13 +336,14 @@ struct AccessLogCollector::Impl {
         const auto& log = service_config.access_logs[l];
         auto source = std::move(kept_sources[s][l]);
         if (!source) {
-          source = std::make_unique<SourceState>(log, *service, self, std::size_t(max_line_bytes));
+          source = std::make_unique<SourceState>(SourceSetupOf(log, std::size_t(max_line_bytes)),
+                                                 *service, self);
         }
         SourceState* raw = source.get();
         if (log.journal) {
           journal_sources.push_back(raw);
         } else {
-          tail_sources.push_back({service->name() + "\t" + log.path, log.path, log.start_at,
+          tail_sources.push_back({PositionKey(service->name(), raw->name()), log.path, log.start_at,
                                   [raw] { return raw->pipeline().MakeFileSink(); }, raw});
         }
         next_sources.push_back(raw);
@@ -364,8 +369,8 @@ struct AccessLogCollector::Impl {
     journal_options.from_beginning = options.from_beginning;
     for (SourceState* source : journal_sources) {
       journals.push_back(std::make_unique<JournalSource>(
-          source->service().name() + "\t" + source->name(), *source->config().journal,
-          source->config().start_at, source->pipeline(), source, journal_options));
+          PositionKey(source->service().name(), source->name()), *source->setup().journal,
+          source->setup().start_at, source->pipeline(), source, journal_options));
     }
     if (positions) Restore(*positions);
   }

@@ -9,6 +9,7 @@
 #include "collectors/access_log/ansi.hpp"
 #include "collectors/access_log/envelope.hpp"
 #include "collectors/access_log/openapi_routes.hpp"
+#include "collectors/access_log/tailer.hpp"
 
 namespace fastapi_exporter::access_log {
 namespace {
@@ -107,7 +108,8 @@ class LinePipeline::FileSink final : public LineSink {
  public:
   explicit FileSink(LinePipeline& pipeline)
       : pipeline_(pipeline),
-        envelope_(MakeEnvelopeDecoder(pipeline.envelope_, pipeline.max_line_bytes_)) {}
+        envelope_(
+            MakeEnvelopeDecoder(pipeline.options_.envelope, pipeline.options_.max_line_bytes)) {}
 
   void OnLine(std::string_view record) override {
     pipeline_.CountLine();
@@ -135,16 +137,10 @@ class LinePipeline::FileSink final : public LineSink {
   std::unique_ptr<EnvelopeDecoder> envelope_;
 };
 
-LinePipeline::LinePipeline(std::string source, std::unique_ptr<LineParser> parser,
-                           config::Envelope envelope, std::size_t max_line_bytes,
-                           ServicePipeline& service)
-    : source_(std::move(source)),
-      parser_(std::move(parser)),
-      envelope_(envelope),
-      max_line_bytes_(max_line_bytes),
-      service_(service) {
+LinePipeline::LinePipeline(SourceOptions options, ServicePipeline& service)
+    : options_(std::move(options)), service_(service), parser_(MakeLineParser(options_.parser)) {
   LineFamilies& families = service_.families_;
-  const prometheus::Labels labels{{"service", service_.name()}, {"source", source_}};
+  const prometheus::Labels labels{{"service", service_.name()}, {"source", options_.name}};
   lines_ = &families.lines.Add(labels);
   requests_ = &families.requests.Add(labels);
   excluded_ = &families.excluded.Add(labels);
@@ -208,7 +204,7 @@ void LinePipeline::Count(std::string_view line) {
       spdlog::warn(
           "{}: counting a request without its duration, which is not one (further "
           "ones are only counted): {}",
-          source_, line.substr(0, 200));
+          options_.name, line.substr(0, 200));
     }
   }
   service.metrics_.Record(ParseHttpMethod(request.method), route.path_id,
@@ -233,7 +229,7 @@ void LinePipeline::Reject(ParseError error, std::string_view line) {
     logged = true;
     // The server's own lines in the stream are expected: said once, not as a warning.
     spdlog::log(error == ParseError::kNotAccessLine ? spdlog::level::info : spdlog::level::warn,
-                "{}: skipping a line ({}), further ones are only counted: {}", source_,
+                "{}: skipping a line ({}), further ones are only counted: {}", options_.name,
                 ParseErrorName(error), Printable(line.substr(0, 200)));
   }
 }

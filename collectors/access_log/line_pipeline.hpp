@@ -31,17 +31,18 @@
 #include <string_view>
 #include <vector>
 
-#include "collectors/access_log/journal_source.hpp"
+#include "collectors/access_log/envelope.hpp"
 #include "collectors/access_log/line_parser.hpp"
+#include "collectors/access_log/message_sink.hpp"
 #include "collectors/access_log/request.hpp"
 #include "collectors/access_log/request_metrics.hpp"
 #include "collectors/access_log/route_normalizer.hpp"
-#include "collectors/access_log/tailer.hpp"
 #include "collectors/history/recent_lines.hpp"
-#include "config/route_template.hpp"
+#include "config/route_template.hpp"  // the routes, as parsed with the config
 
 namespace fastapi_exporter::access_log {
 
+class LineSink;  // tailer.hpp: where a file's lines go
 class RouteDiscovery;
 
 // The self-metric families a pipeline counts into (the list above).
@@ -114,13 +115,20 @@ class ServicePipeline {
   std::unique_ptr<RouteDiscovery> discovery_;     // with routes_from
 };
 
+// What one source's lines go through; equal options keep its counters on reload.
+struct SourceOptions {
+  std::string name;  // the `source` label: its glob, or "journal:" and its matches
+  ParserOptions parser;
+  Envelope envelope = Envelope::kNone;  // unwrapped by file sinks only (journal entries are lines)
+  std::size_t max_line_bytes = 64 * 1024;  // longer (joined) lines count under line_too_long
+  bool operator==(const SourceOptions&) const = default;
+};
+
 // The lines of one configured source (a glob or a journal selector) of a service.
 class LinePipeline final : public MessageSink {
  public:
-  // `source` is the `source` label. `envelope` is unwrapped by the file sinks only (journal
-  // entries carry the line itself). The service must outlive the pipeline.
-  LinePipeline(std::string source, std::unique_ptr<LineParser> parser, config::Envelope envelope,
-               std::size_t max_line_bytes, ServicePipeline& service);
+  // The service must outlive the pipeline.
+  LinePipeline(SourceOptions options, ServicePipeline& service);
   ~LinePipeline() override;
   LinePipeline(const LinePipeline&) = delete;
   LinePipeline& operator=(const LinePipeline&) = delete;
@@ -139,7 +147,8 @@ class LinePipeline final : public MessageSink {
   void OnSkipped(ParseError reason, std::string_view message) override;
 
   ServicePipeline& service() const { return service_; }
-  const std::string& source() const { return source_; }
+  const SourceOptions& options() const { return options_; }
+  const std::string& source() const { return options_.name; }
   uint64_t requests() const;  // counted as requests so far
 
  private:
@@ -148,11 +157,9 @@ class LinePipeline final : public MessageSink {
   void Count(std::string_view line);  // a line already counted under lines_total
   void Reject(ParseError error, std::string_view line);
 
-  std::string source_;
-  std::unique_ptr<LineParser> parser_;
-  config::Envelope envelope_;
-  std::size_t max_line_bytes_;
+  SourceOptions options_;
   ServicePipeline& service_;
+  std::unique_ptr<LineParser> parser_;
   prometheus::Counter* lines_;
   prometheus::Counter* requests_;
   prometheus::Counter* excluded_;

@@ -8,6 +8,8 @@
 #include <map>
 #include <string>
 
+#include "collectors/access_log/config_translation.hpp"
+#include "collectors/access_log/tailer.hpp"
 #include "config/config.hpp"
 
 namespace fastapi_exporter::access_log {
@@ -72,7 +74,7 @@ class LinePipelineTest : public ::testing::Test {
 
 TEST_F(LinePipelineTest, CountsEachLineUnderOneOutcome) {
   const auto log = Log("{path: /x, format: json}");
-  LinePipeline pipeline("/x", MakeLineParser(log), log.envelope, 1024, service_);
+  LinePipeline pipeline(SourceOptionsOf(log, 1024), service_);
   const std::map<std::string, std::string> source{{"service", "api"}, {"source", "/x"}};
   pipeline.Handle(R"({"endpoint":"/a/1","method":"GET","status_code":200,"duration_ms":5})");
   // Terminal colours around the line are stripped before parsing.
@@ -112,7 +114,7 @@ TEST_F(LinePipelineTest, CountsEachLineUnderOneOutcome) {
 // A file's sink unwraps the envelope: every record counts as a line, partial records join.
 TEST_F(LinePipelineTest, FileSinkUnwrapsTheEnvelope) {
   const auto log = Log("{path: /x, format: uvicorn, envelope: cri}");
-  LinePipeline pipeline("/x", MakeLineParser(log), log.envelope, 100, service_);
+  LinePipeline pipeline(SourceOptionsOf(log, 100), service_);
   const std::map<std::string, std::string> source{{"service", "api"}, {"source", "/x"}};
   auto sink = pipeline.MakeFileSink();
   sink->OnLine(R"(t stdout F INFO:     1.2.3.4:5 - "GET /a/1 HTTP/1.1" 200 OK)");
@@ -141,7 +143,7 @@ TEST_F(LinePipelineTest, FileSinkUnwrapsTheEnvelope) {
 TEST_F(LinePipelineTest, SeriesLeaveWithThePipeline) {
   const auto log = Log("{path: /x, format: uvicorn}");
   {
-    LinePipeline pipeline("/x", MakeLineParser(log), log.envelope, 1024, service_);
+    LinePipeline pipeline(SourceOptionsOf(log, 1024), service_);
     pipeline.Handle(R"(INFO:     1.2.3.4:5 - "GET /a/1 HTTP/1.1" 200 OK)");
     EXPECT_EQ(Series(registry_, "fastapi_exporter_log_lines_total"), 1u);
     EXPECT_EQ(Series(registry_, "fastapi_exporter_log_parse_errors_total"), kParseErrorCount - 1);

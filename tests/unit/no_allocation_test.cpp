@@ -10,7 +10,7 @@
 #include <fstream>
 #include <new>
 
-#include "collectors/access_log/line_parser.hpp"
+#include "collectors/access_log/config_translation.hpp"
 #include "collectors/access_log/line_pipeline.hpp"
 #include "collectors/access_log/tailer.hpp"
 #include "collectors/history/recent_lines.hpp"
@@ -61,8 +61,7 @@ void CheckNoAllocationPerLine(const std::string& log_yaml,
   auto recent = std::make_shared<history::RecentLines>(1000);
   counting.SetRecentLines(recent);
   // The collector's chain for this source, as shipped: envelope, parser, normalizer, metrics.
-  LinePipeline pipeline("a.log", MakeLineParser(service.access_logs[0]),
-                        service.access_logs[0].envelope, 64 * 1024, counting);
+  LinePipeline pipeline(SourceOptionsOf(service.access_logs[0], 64 * 1024), counting);
 
   const fs::path dir = fs::temp_directory_path() / ("noalloc-" + std::to_string(getpid()));
   fs::create_directories(dir);
