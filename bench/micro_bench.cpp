@@ -79,7 +79,7 @@ std::unique_ptr<al::LineParser> Parser(const std::string& log_yaml) {
   return al::MakeLineParser(LogConfig(log_yaml));
 }
 
-void RunParser(benchmark::State& state, const std::string& log_yaml, const std::string& format) {
+void BM_Parse(benchmark::State& state, const std::string& log_yaml, const std::string& format) {
   auto parser = Parser(log_yaml);
   const auto lines = Lines(format);
   std::size_t i = 0, bytes = 0;
@@ -95,7 +95,7 @@ void RunParser(benchmark::State& state, const std::string& log_yaml, const std::
 
 // The whole per-line chain as the collector runs it (LinePipeline::Handle): terminal escapes,
 // parser, route normalizer (id heuristics), request metrics, the live view's recent lines.
-void RunPipeline(benchmark::State& state, const std::string& log_yaml, const std::string& format) {
+void BM_Pipeline(benchmark::State& state, const std::string& log_yaml, const std::string& format) {
   const auto log = LogConfig(log_yaml);
   prometheus::Registry registry;
   al::RequestStore store("fastapi");
@@ -125,31 +125,6 @@ const char* kNginxLog =
 const char* kGunicornLog =
     R"({path: /x, format: gunicorn, gunicorn: {log_format: '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(D)s'}})";
 const char* kUvicornLog = "{path: /x, format: uvicorn}";
-
-void BM_ParseJson(benchmark::State& state) {
-  RunParser(state, kJsonLog, "json");
-}
-void BM_ParseNginx(benchmark::State& state) {
-  RunParser(state, kNginxLog, "nginx");
-}
-void BM_ParseGunicorn(benchmark::State& state) {
-  RunParser(state, kGunicornLog, "gunicorn");
-}
-void BM_ParseUvicorn(benchmark::State& state) {
-  RunParser(state, kUvicornLog, "uvicorn");
-}
-void BM_PipelineJson(benchmark::State& state) {
-  RunPipeline(state, kJsonLog, "json");
-}
-void BM_PipelineNginx(benchmark::State& state) {
-  RunPipeline(state, kNginxLog, "nginx");
-}
-void BM_PipelineGunicorn(benchmark::State& state) {
-  RunPipeline(state, kGunicornLog, "gunicorn");
-}
-void BM_PipelineUvicorn(benchmark::State& state) {
-  RunPipeline(state, kUvicornLog, "uvicorn");
-}
 
 void BM_NormalizeRoute(benchmark::State& state) {
   std::vector<fe::config::RouteTemplate> routes;
@@ -355,14 +330,14 @@ void BM_GzipScrapeText(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_ParseJson);
-BENCHMARK(BM_ParseNginx);
-BENCHMARK(BM_ParseGunicorn);
-BENCHMARK(BM_ParseUvicorn);
-BENCHMARK(BM_PipelineJson);
-BENCHMARK(BM_PipelineNginx);
-BENCHMARK(BM_PipelineGunicorn);
-BENCHMARK(BM_PipelineUvicorn);
+BENCHMARK_CAPTURE(BM_Parse, Json, kJsonLog, "json");
+BENCHMARK_CAPTURE(BM_Parse, Nginx, kNginxLog, "nginx");
+BENCHMARK_CAPTURE(BM_Parse, Gunicorn, kGunicornLog, "gunicorn");
+BENCHMARK_CAPTURE(BM_Parse, Uvicorn, kUvicornLog, "uvicorn");
+BENCHMARK_CAPTURE(BM_Pipeline, Json, kJsonLog, "json");
+BENCHMARK_CAPTURE(BM_Pipeline, Nginx, kNginxLog, "nginx");
+BENCHMARK_CAPTURE(BM_Pipeline, Gunicorn, kGunicornLog, "gunicorn");
+BENCHMARK_CAPTURE(BM_Pipeline, Uvicorn, kUvicornLog, "uvicorn");
 BENCHMARK(BM_NormalizeRoute)->Arg(0)->Arg(1)->Arg(2);
 BENCHMARK(BM_RecordRequest);
 BENCHMARK(BM_RenderPrometheusCpp)->Arg(10000)->Unit(benchmark::kMillisecond);
