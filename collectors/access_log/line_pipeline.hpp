@@ -65,8 +65,8 @@ struct ServiceOptions {
   std::vector<std::string> exclude_paths;
   int max_paths = 200;          // distinct `path` values; beyond it "__other__"
   std::vector<double> buckets;  // histogram upper bounds, seconds
-  // routes_from as written (empty: no discovery); compared only, the discovery is built by
-  // the caller from the config.
+  // routes_from's URL, file and refresh in one string (empty: no discovery): compared only,
+  // the RouteDiscovery itself is built by the caller and handed to the ServicePipeline.
   std::string routes_from;
 
   bool operator==(const ServiceOptions& other) const;
