@@ -14,10 +14,12 @@
 #include <string>
 #include <vector>
 
-#include "collectors/access_log/line_parser.hpp"
+#include "collectors/access_log/config_translation.hpp"
+#include "collectors/access_log/line_pipeline.hpp"
 #include "collectors/access_log/request_metrics.hpp"
 #include "collectors/access_log/route_normalizer.hpp"
 #include "collectors/exposition.hpp"
+#include "collectors/history/recent_lines.hpp"
 #include "config/config.hpp"
 
 namespace fe = fastapi_exporter;
@@ -67,13 +69,17 @@ std::vector<std::string> Lines(const std::string& format) {
   return lines;
 }
 
-std::unique_ptr<al::LineParser> Parser(const std::string& log_yaml) {
+fe::config::AccessLogConfig LogConfig(const std::string& log_yaml) {
   const auto loaded = fe::config::ParseConfig("services:\n  - name: s\n    access_logs:\n      - " +
                                               log_yaml + "\n");
-  return al::MakeLineParser(loaded.config.services.at(0).access_logs.at(0));
+  return loaded.config.services.at(0).access_logs.at(0);
 }
 
-void RunParser(benchmark::State& state, const std::string& log_yaml, const std::string& format) {
+std::unique_ptr<al::LineParser> Parser(const std::string& log_yaml) {
+  return al::MakeLineParser(LogConfig(log_yaml));
+}
+
+void BM_Parse(benchmark::State& state, const std::string& log_yaml, const std::string& format) {
   auto parser = Parser(log_yaml);
   const auto lines = Lines(format);
   std::size_t i = 0, bytes = 0;
@@ -87,24 +93,38 @@ void RunParser(benchmark::State& state, const std::string& log_yaml, const std::
   state.SetBytesProcessed(int64_t(bytes));
 }
 
-void BM_ParseJson(benchmark::State& state) {
-  RunParser(state, "{path: /x, format: json}", "json");
+// The whole per-line chain as the collector runs it (LinePipeline::Handle): terminal escapes,
+// parser, route normalizer (id heuristics), request metrics, the live view's recent lines.
+void BM_Pipeline(benchmark::State& state, const std::string& log_yaml, const std::string& format) {
+  const auto log = LogConfig(log_yaml);
+  prometheus::Registry registry;
+  al::RequestStore store("fastapi");
+  al::ServiceOptions options;
+  options.name = "api";
+  options.buckets = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  al::ServicePipeline service(options, store, al::RegisterLineFamilies(registry));
+  service.SetRecentLines(std::make_shared<fe::history::RecentLines>(1000));
+  al::LinePipeline pipeline(al::SourceOptionsOf(log, 64 * 1024), service);
+  const auto lines = Lines(format);
+  std::size_t i = 0, bytes = 0;
+  for (auto _ : state) {
+    const std::string& line = lines[i++ % lines.size()];
+    pipeline.Handle(line);
+    bytes += line.size();
+  }
+  if (pipeline.requests() != uint64_t(state.iterations())) {
+    state.SkipWithError("a line was not counted as a request");
+  }
+  state.SetItemsProcessed(int64_t(state.iterations()));
+  state.SetBytesProcessed(int64_t(bytes));
 }
-void BM_ParseNginx(benchmark::State& state) {
-  RunParser(
-      state,
-      R"({path: /x, format: nginx, nginx: {log_format: '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time'}})",
-      "nginx");
-}
-void BM_ParseGunicorn(benchmark::State& state) {
-  RunParser(
-      state,
-      R"({path: /x, format: gunicorn, gunicorn: {log_format: '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(D)s'}})",
-      "gunicorn");
-}
-void BM_ParseUvicorn(benchmark::State& state) {
-  RunParser(state, "{path: /x, format: uvicorn}", "uvicorn");
-}
+
+const char* kJsonLog = "{path: /x, format: json}";
+const char* kNginxLog =
+    R"({path: /x, format: nginx, nginx: {log_format: '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time'}})";
+const char* kGunicornLog =
+    R"({path: /x, format: gunicorn, gunicorn: {log_format: '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(D)s'}})";
+const char* kUvicornLog = "{path: /x, format: uvicorn}";
 
 void BM_NormalizeRoute(benchmark::State& state) {
   std::vector<fe::config::RouteTemplate> routes;
@@ -310,10 +330,14 @@ void BM_GzipScrapeText(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_ParseJson);
-BENCHMARK(BM_ParseNginx);
-BENCHMARK(BM_ParseGunicorn);
-BENCHMARK(BM_ParseUvicorn);
+BENCHMARK_CAPTURE(BM_Parse, Json, kJsonLog, "json");
+BENCHMARK_CAPTURE(BM_Parse, Nginx, kNginxLog, "nginx");
+BENCHMARK_CAPTURE(BM_Parse, Gunicorn, kGunicornLog, "gunicorn");
+BENCHMARK_CAPTURE(BM_Parse, Uvicorn, kUvicornLog, "uvicorn");
+BENCHMARK_CAPTURE(BM_Pipeline, Json, kJsonLog, "json");
+BENCHMARK_CAPTURE(BM_Pipeline, Nginx, kNginxLog, "nginx");
+BENCHMARK_CAPTURE(BM_Pipeline, Gunicorn, kGunicornLog, "gunicorn");
+BENCHMARK_CAPTURE(BM_Pipeline, Uvicorn, kUvicornLog, "uvicorn");
 BENCHMARK(BM_NormalizeRoute)->Arg(0)->Arg(1)->Arg(2);
 BENCHMARK(BM_RecordRequest);
 BENCHMARK(BM_RenderPrometheusCpp)->Arg(10000)->Unit(benchmark::kMillisecond);

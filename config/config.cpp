@@ -275,7 +275,6 @@ void ReadAccessLogs(SchemaReader& reader, const SchemaReader::Entry& logs_entry,
     if (!entries) continue;
     AccessLogConfig log;
     log.position = PositionOf(item);
-    log.fingerprint = YAML::Dump(item);
     std::string format_name = "json";
     for (const auto& [name, entry] : *entries) {
       if (name == "format") {

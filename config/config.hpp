@@ -84,8 +84,6 @@ struct AccessLogConfig {
   std::string regex;               // regex: RE2 with named groups method, path, status[, duration]
   DurationUnit regex_duration_unit = DurationUnit::kSeconds;
   SourcePosition position;
-  // The entry as written, re-emitted: equal fingerprints mean an unchanged source on reload.
-  std::string fingerprint;
 };
 
 // The `source` label of an access log's self-metrics: its glob, or "journal:" and its matches

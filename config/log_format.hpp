@@ -28,10 +28,12 @@ struct LogFormatToken {
   bool is_literal = false;
   std::string literal;  // when is_literal
   LogField field = LogField::kIgnore;
+  bool operator==(const LogFormatToken&) const = default;
 };
 
 struct CompiledLogFormat {
   std::vector<LogFormatToken> tokens;
+  bool operator==(const CompiledLogFormat&) const = default;
 };
 
 inline constexpr const char* kGunicornDefaultFormat =

@@ -4,23 +4,20 @@
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
-#include <simdjson.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <chrono>
-#include <ctime>
 #include <mutex>
 #include <optional>
 
-#include "collectors/access_log/ansi.hpp"
-#include "collectors/access_log/envelope.hpp"
+#include "collectors/access_log/config_translation.hpp"
 #include "collectors/access_log/journal_source.hpp"
 #include "collectors/access_log/line_parser.hpp"
+#include "collectors/access_log/line_pipeline.hpp"
 #include "collectors/access_log/openapi_routes.hpp"
 #include "collectors/access_log/positions.hpp"
 #include "collectors/access_log/request_metrics.hpp"
@@ -34,25 +31,10 @@ using prometheus::Counter;
 using prometheus::Family;
 using prometheus::Gauge;
 
-// The exporter's own metrics about its log sources.
+// The exporter's own metrics about its log sources (the per-line ones: line_pipeline.hpp).
 struct SelfFamilies {
   explicit SelfFamilies(prometheus::Registry& registry)
-      : lines(prometheus::BuildCounter()
-                  .Name("fastapi_exporter_log_lines_total")
-                  .Help("Lines read from access logs.")
-                  .Register(registry)),
-        requests(prometheus::BuildCounter()
-                     .Name("fastapi_exporter_log_requests_total")
-                     .Help("Access-log lines counted as requests.")
-                     .Register(registry)),
-        excluded(prometheus::BuildCounter()
-                     .Name("fastapi_exporter_log_excluded_total")
-                     .Help("Requests not counted because their path is in exclude_paths.")
-                     .Register(registry)),
-        parse_errors(prometheus::BuildCounter()
-                         .Name("fastapi_exporter_log_parse_errors_total")
-                         .Help("Access-log lines skipped, by reason.")
-                         .Register(registry)),
+      : line(RegisterLineFamilies(registry)),
         bytes_read(prometheus::BuildCounter()
                        .Name("fastapi_exporter_log_read_bytes_total")
                        .Help("Bytes read from access logs.")
@@ -77,12 +59,6 @@ struct SelfFamilies {
                         .Name("fastapi_exporter_log_open_errors_total")
                         .Help("Access-log files that matched but could not be opened.")
                         .Register(registry)),
-        invalid_durations(
-            prometheus::BuildCounter()
-                .Name("fastapi_exporter_log_invalid_durations_total")
-                .Help("Requests counted without a duration observation because their duration "
-                      "field was not a duration (negative, not a number, over a day).")
-                .Register(registry)),
         routes(RegisterRouteDiscoveryFamilies(registry)),
         abandoned(prometheus::BuildCounter()
                       .Name("fastapi_exporter_log_files_abandoned_total")
@@ -107,11 +83,6 @@ struct SelfFamilies {
                       "written): after a restart, logs are read from start_at again.")
                 .Register(registry)
                 .Add({})),
-        overflow(prometheus::BuildCounter()
-                     .Name("fastapi_exporter_paths_overflow_total")
-                     .Help("Requests counted under path=\"__other__\" because the service "
-                           "reached max_paths.")
-                     .Register(registry)),
         journal_lag(prometheus::BuildGauge()
                         .Name("fastapi_exporter_log_journal_lag_seconds")
                         .Help("Journal sources: seconds between the newest journal entry and "
@@ -124,45 +95,21 @@ struct SelfFamilies {
                                       "journal (vacuumed): reading restarted as start_at says.")
                                 .Register(registry)) {}
 
-  Family<Counter>& lines;
-  Family<Counter>& requests;
-  Family<Counter>& excluded;
-  Family<Counter>& parse_errors;
+  LineFamilies line;
   Family<Counter>& bytes_read;
   Family<Gauge>& bytes_unread;
   Family<Gauge>& files;
   Family<Counter>& rotations;
   Family<Counter>& truncations;
   Family<Counter>& open_errors;
-  Family<Counter>& invalid_durations;
   RouteDiscoveryFamilies routes;
   Family<Counter>& abandoned;
   Gauge& tailer_polling;
   Gauge& tailer_running;
   Counter& positions_save_errors;
-  Family<Counter>& overflow;
   Family<Gauge>& journal_lag;
   Family<Counter>& journal_cursor_lost;
 };
-
-// A line as the log may show it: bytes that are not printable, or not UTF-8, as \xNN (a log
-// line with raw binary would be stored as binary by the journal).
-std::string Printable(std::string_view line) {
-  const bool utf8 = simdjson::validate_utf8(line.data(), line.size());
-  std::string out;
-  for (const char c : line) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte == 0x7f || (byte >= 0x80 && !utf8)) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[byte >> 4];
-      out += kHex[byte & 0xf];
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -190,173 +137,64 @@ class TailerState final : public TailerObserver {
   Gauge& polling_;
 };
 
-// The request counting of one service. Kept across a reload when its request_fingerprint is
-// unchanged; its series leave /metrics when it is destroyed.
-struct ServiceState {
-  ServiceState(const config::ServiceConfig& config, RequestStore& store, SelfFamilies& self,
-               std::shared_ptr<history::RecentLines> recent)
-      : name(config.name),
-        request_fingerprint(config.request_fingerprint),
-        normalizer(std::make_unique<RouteNormalizer>(config.routes, ExcludedPaths(config),
-                                                     config.max_paths)),
-        metrics(std::make_unique<RequestMetrics>(store, config.name, config.buckets)),
-        self(self),
-        overflow(&self.overflow.Add({{"service", config.name}})),
-        recent(std::move(recent)) {
-    if (config.routes_from) {
-      discovery = std::make_unique<RouteDiscovery>(config.name, *config.routes_from, self.routes);
-    }
-  }
-  ~ServiceState() { self.overflow.Remove(overflow); }
-  ServiceState(const ServiceState&) = delete;
-  // Lines read before the service's routes are known would be labelled by guesses: reading
-  // starts after the first fetch has answered (at most a few seconds, the fetch's timeout).
-  void WaitForRoutes() {
-    if (discovery) discovery->WaitFirstAttempt(std::chrono::seconds(8));
-  }
-  ServiceState& operator=(const ServiceState&) = delete;
+// The key of a source's saved positions (files) or cursor (journal), stable across restarts
+// and reloads: its service and its `source` label.
+std::string PositionKey(const std::string& service, const std::string& source) {
+  return service + "\t" + source;
+}
 
-  std::string name;
-  std::string request_fingerprint;
-  std::unique_ptr<RouteNormalizer> normalizer;
-  std::unique_ptr<RequestMetrics> metrics;
-  SelfFamilies& self;
-  Counter* overflow;
-  std::shared_ptr<history::RecentLines> recent;  // null: recent_lines is off
-  std::unique_ptr<RouteDiscovery> discovery;     // with routes_from
-
-  // Called by the ingestion thread: a new discovered table replaces the old one between two
-  // lines, so the normalizer needs no lock.
-  void PickUpRoutes() {
-    std::vector<config::RouteTemplate> routes;
-    if (discovery->TakeUpdate(routes)) normalizer->SetDiscoveredRoutes(std::move(routes));
-  }
+// What a source is built from. A reload keeps a source (and its counters) when this is equal:
+// the pipeline's options and where reading starts in a file that is new to the tailer.
+struct SourceSetup {
+  SourceOptions pipeline;
+  config::StartAt start_at = config::StartAt::kEnd;
+  std::optional<config::JournalSelector> journal;
+  std::string path;
+  bool operator==(const SourceSetup&) const = default;
 };
 
-// One configured access log: its parser, and the handles of its self-metrics. Series are
-// per glob, not per file, so rotated file names create no series.
-class SourceState final : public SourceObserver, public MessageSink, public JournalObserver {
+SourceSetup SourceSetupOf(const config::AccessLogConfig& log, std::size_t max_line_bytes) {
+  return {SourceOptionsOf(log, max_line_bytes), log.start_at, log.journal, log.path};
+}
+
+// One configured access log: its line pipeline, and the handles of the self-metrics of its
+// files or journal. Series are per glob, not per file, so rotated file names create no series.
+class SourceState final : public SourceObserver, public JournalObserver {
  public:
-  SourceState(const config::AccessLogConfig& config, ServiceState& service, SelfFamilies& self,
-              std::size_t max_line_bytes)
-      : config_(config),
-        name_(config::SourceName(config)),
-        service_(service),
-        self_(self),
-        max_line_bytes_(max_line_bytes),
-        parser_(MakeLineParser(config)) {
-    const prometheus::Labels labels{{"service", service.name}, {"source", name_}};
-    if (config.journal) {
+  SourceState(SourceSetup setup, ServicePipeline& service, SelfFamilies& self)
+      : setup_(std::move(setup)), self_(self), pipeline_(setup_.pipeline, service) {
+    const prometheus::Labels labels{{"service", service.name()}, {"source", pipeline_.source()}};
+    if (setup_.journal) {
       journal_lag_ = &self.journal_lag.Add(labels);
       journal_cursor_lost_ = &self.journal_cursor_lost.Add(labels);
     }
-    lines_ = &self.lines.Add(labels);
-    requests_ = &self.requests.Add(labels);
-    excluded_ = &self.excluded.Add(labels);
     bytes_read_ = &self.bytes_read.Add(labels);
     bytes_unread_ = &self.bytes_unread.Add(labels);
     files_ = &self.files.Add(labels);
     rotations_ = &self.rotations.Add(labels);
     truncations_ = &self.truncations.Add(labels);
     open_errors_ = &self.open_errors.Add(labels);
-    invalid_durations_ = &self.invalid_durations.Add(labels);
-    scratch_.reserve(1024);
     abandoned_ = &self.abandoned.Add(labels);
-    for (std::size_t i = 1; i < kParseErrorCount; ++i) {
-      auto with_reason = labels;
-      with_reason["reason"] = std::string(ParseErrorName(ParseError(i)));
-      parse_errors_[i] = &self.parse_errors.Add(with_reason);
-    }
   }
   ~SourceState() override {
-    self_.lines.Remove(lines_);
-    self_.requests.Remove(requests_);
-    self_.excluded.Remove(excluded_);
     self_.bytes_read.Remove(bytes_read_);
     self_.bytes_unread.Remove(bytes_unread_);
     self_.files.Remove(files_);
     self_.rotations.Remove(rotations_);
     self_.truncations.Remove(truncations_);
     self_.open_errors.Remove(open_errors_);
-    self_.invalid_durations.Remove(invalid_durations_);
     self_.abandoned.Remove(abandoned_);
-    for (std::size_t i = 1; i < kParseErrorCount; ++i) self_.parse_errors.Remove(parse_errors_[i]);
     if (journal_lag_) self_.journal_lag.Remove(journal_lag_);
     if (journal_cursor_lost_) self_.journal_cursor_lost.Remove(journal_cursor_lost_);
   }
   SourceState(const SourceState&) = delete;
   SourceState& operator=(const SourceState&) = delete;
 
-  const ServiceState& service() const { return service_; }
+  const ServicePipeline& service() const { return pipeline_.service(); }
+  const SourceSetup& setup() const { return setup_; }
+  const std::string& name() const { return pipeline_.source(); }
+  LinePipeline& pipeline() { return pipeline_; }
 
-  const config::AccessLogConfig& config() const { return config_; }
-  const std::string& name() const { return name_; }
-  std::size_t max_line_bytes() const { return max_line_bytes_; }
-
-  // The hot path: one complete line (envelope already removed).
-  void Handle(std::string_view line) {
-    line = StripAnsiEscapes(line, scratch_);
-    ParsedRequest request;
-    const ParseError error = parser_->Parse(line, request);
-    if (error != ParseError::kNone) return Reject(error, line);
-    if (service_.discovery && service_.discovery->HasUpdate()) service_.PickUpRoutes();
-    const RouteNormalizer::Result route = service_.normalizer->Normalize(request.target);
-    if (route.outcome == RouteNormalizer::Outcome::kInvalid) {
-      return Reject(ParseError::kInvalidPath, line);
-    }
-    if (route.outcome == RouteNormalizer::Outcome::kExcluded) {
-      excluded_->Increment();
-      return;
-    }
-    if (route.overflowed) service_.overflow->Increment();
-    if (request.duration_invalid) {
-      invalid_durations_->Increment();
-      if (!logged_invalid_duration_) {
-        logged_invalid_duration_ = true;
-        spdlog::warn(
-            "{}: counting a request without its duration, which is not one (further "
-            "ones are only counted): {}",
-            name_, line.substr(0, 200));
-      }
-    }
-    service_.metrics->Record(ParseHttpMethod(request.method), route.path_id,
-                             service_.normalizer->PathLabel(route.path_id), request.status,
-                             request.has_duration, request.duration_seconds);
-    requests_->Increment();
-    if (service_.recent) {
-      timespec now{};
-      clock_gettime(CLOCK_REALTIME, &now);
-      service_.recent->Add(double(now.tv_sec) + double(now.tv_nsec) * 1e-9, request.method,
-                           request.target, request.status, request.has_duration,
-                           request.duration_seconds);
-    }
-  }
-
-  void CountLine() { lines_->Increment(); }
-
-  void Reject(ParseError error, std::string_view line) {
-    parse_errors_[std::size_t(error)]->Increment();
-    // The first line of each kind of problem is logged, to show what is wrong with the log;
-    // the rest only count.
-    bool& logged = logged_errors_[std::size_t(error)];
-    if (!logged) {
-      logged = true;
-      // The server's own lines in the stream are expected: said once, not as a warning.
-      spdlog::log(error == ParseError::kNotAccessLine ? spdlog::level::info : spdlog::level::warn,
-                  "{}: skipping a line ({}), further ones are only counted: {}", name_,
-                  ParseErrorName(error), Printable(line.substr(0, 200)));
-    }
-  }
-
-  // A journal entry's MESSAGE goes through the same chain as a file's line.
-  void OnMessage(std::string_view message) override {
-    CountLine();
-    Handle(message);
-  }
-  void OnSkipped(ParseError reason, std::string_view message) override {
-    CountLine();
-    Reject(reason, message);
-  }
   void OnLag(double seconds) override { journal_lag_->Set(seconds); }
   void OnCursorLost() override { journal_cursor_lost_->Increment(); }
   void OnJournalError(const std::string& /*error*/) override { open_errors_->Increment(); }
@@ -372,15 +210,15 @@ class SourceState final : public SourceObserver, public MessageSink, public Jour
   }
   void OnOpenError(const std::string& path, const std::string& error) override {
     open_errors_->Increment();
-    spdlog::warn("service {}: cannot open access log {}: {}", service_.name, path, error);
+    spdlog::warn("service {}: cannot open access log {}: {}", service().name(), path, error);
   }
   void OnAbandoned(const std::string& /*path*/) override { abandoned_->Increment(); }
   void OnNoFile(const std::string& glob, const std::string& reason) override {
     if (reason.empty()) {
-      spdlog::info("service {}: access log {} found", service_.name, glob);
+      spdlog::info("service {}: access log {} found", service().name(), glob);
     } else {
-      spdlog::warn("service {}: access log {}: {}; it is read once it appears", service_.name, glob,
-                   reason);
+      spdlog::warn("service {}: access log {}: {}; it is read once it appears", service().name(),
+                   glob, reason);
     }
   }
   void OnState(uint64_t open_files, uint64_t unread_bytes) override {
@@ -389,62 +227,18 @@ class SourceState final : public SourceObserver, public MessageSink, public Jour
   }
 
  private:
-  config::AccessLogConfig config_;
-  std::string name_;  // the source label
-  ServiceState& service_;
+  SourceSetup setup_;
   SelfFamilies& self_;
-  std::size_t max_line_bytes_;
-  std::unique_ptr<LineParser> parser_;
-  Counter* lines_;
-  Counter* requests_;
-  Counter* excluded_;
+  LinePipeline pipeline_;
   Counter* bytes_read_;
   Gauge* bytes_unread_;
   Gauge* files_;
   Counter* rotations_;
   Counter* truncations_;
   Counter* open_errors_;
-  Counter* invalid_durations_;
   Counter* abandoned_;
   Gauge* journal_lag_ = nullptr;            // journal sources only
   Counter* journal_cursor_lost_ = nullptr;  // journal sources only
-  std::array<Counter*, kParseErrorCount> parse_errors_{};
-  bool logged_invalid_duration_ = false;
-  std::string scratch_;  // a line without its terminal escapes
-  std::array<bool, kParseErrorCount> logged_errors_{};
-};
-
-// The lines of one file: unwraps its envelope (whose partial records belong to the file).
-class FileSink final : public LineSink {
- public:
-  explicit FileSink(SourceState& source)
-      : source_(source),
-        envelope_(MakeEnvelopeDecoder(source.config().envelope, source.max_line_bytes())) {}
-
-  void OnLine(std::string_view record) override {
-    source_.CountLine();
-    if (!envelope_) return source_.Handle(record);
-    std::string_view line;
-    switch (envelope_->Decode(record, line)) {
-      case EnvelopeDecoder::Status::kLine:
-        return source_.Handle(line);
-      case EnvelopeDecoder::Status::kPartial:
-        return;
-      case EnvelopeDecoder::Status::kInvalid:
-        return source_.Reject(ParseError::kInvalidEnvelope, record);
-      case EnvelopeDecoder::Status::kTooLong:
-        return source_.Reject(ParseError::kLineTooLong, record);
-    }
-  }
-  void OnLineTooLong() override {
-    source_.CountLine();
-    source_.Reject(ParseError::kLineTooLong, "(line over max_line_bytes)");
-  }
-  bool HoldsPartial() const override { return envelope_ && envelope_->HoldsPartial(); }
-
- private:
-  SourceState& source_;
-  std::unique_ptr<EnvelopeDecoder> envelope_;
 };
 
 }  // namespace
@@ -475,29 +269,32 @@ struct AccessLogCollector::Impl {
   // change (and so their counters), and the tailer with every position it holds.
   void Apply(const config::Config& config) {
     positions_file = config.positions_file;
-    const bool everything_changed =
-        config.metric_prefix != metric_prefix || config.max_line_bytes != max_line_bytes;
+    // Every request series is named after the prefix: a new one starts every count again.
+    // Otherwise services and sources are kept when the options they are built from are equal
+    // (ServiceOptions, SourceSetup), and only then.
+    const bool everything_changed = config.metric_prefix != metric_prefix;
     metric_prefix = config.metric_prefix;
     max_line_bytes = config.max_line_bytes;
     store->SetMetricPrefix(metric_prefix);
 
     // What is kept is taken out first; the rest is destroyed before anything is created, so
     // that a series dropped and created again under the same labels starts from zero.
-    std::vector<std::unique_ptr<ServiceState>> kept_services(config.services.size());
+    std::vector<std::unique_ptr<ServicePipeline>> kept_services(config.services.size());
     std::vector<std::vector<std::unique_ptr<SourceState>>> kept_sources(config.services.size());
     for (std::size_t s = 0; s < config.services.size() && !everything_changed; ++s) {
       const auto& service_config = config.services[s];
+      const ServiceOptions options = ServiceOptionsOf(service_config);
       auto service = std::find_if(services.begin(), services.end(), [&](const auto& old) {
-        return old && old->name == service_config.name &&
-               old->request_fingerprint == service_config.request_fingerprint;
+        return old && old->options() == options;
       });
       if (service == services.end() || !ReadsLogs(service_config)) continue;
       kept_services[s] = std::move(*service);
       kept_sources[s].resize(service_config.access_logs.size());
       for (std::size_t l = 0; l < service_config.access_logs.size(); ++l) {
+        const SourceSetup setup =
+            SourceSetupOf(service_config.access_logs[l], std::size_t(config.max_line_bytes));
         auto source = std::find_if(sources.begin(), sources.end(), [&](const auto& old) {
-          return old && &old->service() == kept_services[s].get() &&
-                 old->config().fingerprint == service_config.access_logs[l].fingerprint;
+          return old && &old->service() == kept_services[s].get() && old->setup() == setup;
         });
         if (source != sources.end()) kept_sources[s][l] = std::move(*source);
       }
@@ -520,27 +317,34 @@ struct AccessLogCollector::Impl {
       if (!ReadsLogs(service_config)) continue;
       auto service = std::move(kept_services[s]);
       if (!service) {
-        service = std::make_unique<ServiceState>(service_config, *store, self, nullptr);
+        std::unique_ptr<RouteDiscovery> discovery;
+        if (service_config.routes_from) {
+          discovery = std::make_unique<RouteDiscovery>(service_config.name,
+                                                       *service_config.routes_from, self.routes);
+        }
+        service = std::make_unique<ServicePipeline>(ServiceOptionsOf(service_config), *store,
+                                                    self.line, std::move(discovery));
       }
       // Set apart from the counters: turning recent lines on or off keeps them.
-      service->recent = service_config.recent_lines
-                            ? recent_lines->Get(service_config.name, options.recent_lines,
-                                                service_config.recent_lines_query)
-                            : nullptr;
+      service->SetRecentLines(service_config.recent_lines
+                                  ? recent_lines->Get(service_config.name, options.recent_lines,
+                                                      service_config.recent_lines_query)
+                                  : nullptr);
       if (!service_config.recent_lines) recent_lines->Drop(service_config.name);
       kept_sources[s].resize(service_config.access_logs.size());
       for (std::size_t l = 0; l < service_config.access_logs.size(); ++l) {
         const auto& log = service_config.access_logs[l];
         auto source = std::move(kept_sources[s][l]);
         if (!source) {
-          source = std::make_unique<SourceState>(log, *service, self, std::size_t(max_line_bytes));
+          source = std::make_unique<SourceState>(SourceSetupOf(log, std::size_t(max_line_bytes)),
+                                                 *service, self);
         }
         SourceState* raw = source.get();
         if (log.journal) {
           journal_sources.push_back(raw);
         } else {
-          tail_sources.push_back({service->name + "\t" + log.path, log.path, log.start_at,
-                                  [raw] { return std::make_unique<FileSink>(*raw); }, raw});
+          tail_sources.push_back({PositionKey(service->name(), raw->name()), log.path, log.start_at,
+                                  [raw] { return raw->pipeline().MakeFileSink(); }, raw});
         }
         next_sources.push_back(raw);
         sources.push_back(std::move(source));
@@ -565,8 +369,8 @@ struct AccessLogCollector::Impl {
     journal_options.from_beginning = options.from_beginning;
     for (SourceState* source : journal_sources) {
       journals.push_back(std::make_unique<JournalSource>(
-          source->service().name + "\t" + source->name(), *source->config().journal,
-          source->config().start_at, *source, source, journal_options));
+          PositionKey(source->service().name(), source->name()), *source->setup().journal,
+          source->setup().start_at, source->pipeline(), source, journal_options));
     }
     if (positions) Restore(*positions);
   }
@@ -698,7 +502,7 @@ struct AccessLogCollector::Impl {
       std::make_shared<history::RecentLinesRegistry>();
   SelfFamilies self;
   TailerState tailer_state;
-  std::vector<std::unique_ptr<ServiceState>> services;
+  std::vector<std::unique_ptr<ServicePipeline>> services;
   std::vector<std::unique_ptr<SourceState>> sources;
   std::unique_ptr<Tailer> tailer;
   std::vector<std::unique_ptr<JournalSource>> journals;  // read on the tailer's thread
@@ -792,7 +596,7 @@ std::string AccessLogCollector::Summary() const {
   std::string summary;
   for (const auto& service : impl_->services) {
     if (!summary.empty()) summary += ", ";
-    summary += "service " + service->name + ": " + std::to_string(service->metrics->recorded()) +
+    summary += "service " + service->name() + ": " + std::to_string(service->metrics().recorded()) +
                " requests";
   }
   return summary;

@@ -124,12 +124,12 @@ class CriDecoder final : public EnvelopeDecoder {
 
 }  // namespace
 
-std::unique_ptr<EnvelopeDecoder> MakeEnvelopeDecoder(config::Envelope envelope,
+std::unique_ptr<EnvelopeDecoder> MakeEnvelopeDecoder(Envelope envelope,
                                                      std::size_t max_line_bytes) {
   switch (envelope) {
-    case config::Envelope::kDocker:
+    case Envelope::kDocker:
       return std::make_unique<DockerDecoder>(max_line_bytes);
-    case config::Envelope::kCri:
+    case Envelope::kCri:
       return std::make_unique<CriDecoder>(max_line_bytes);
     default:
       return nullptr;

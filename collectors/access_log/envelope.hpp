@@ -8,9 +8,10 @@
 #include <string>
 #include <string_view>
 
-#include "config/config.hpp"
-
 namespace fastapi_exporter::access_log {
+
+// The envelope of a source's records (the config's `envelope`).
+enum class Envelope { kNone, kDocker, kCri };
 
 class EnvelopeDecoder {
  public:
@@ -28,7 +29,6 @@ class EnvelopeDecoder {
 };
 
 // nullptr for Envelope::kNone.
-std::unique_ptr<EnvelopeDecoder> MakeEnvelopeDecoder(config::Envelope envelope,
-                                                     std::size_t max_line_bytes);
+std::unique_ptr<EnvelopeDecoder> MakeEnvelopeDecoder(Envelope envelope, std::size_t max_line_bytes);
 
 }  // namespace fastapi_exporter::access_log

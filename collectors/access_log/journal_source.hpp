@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 
+#include "collectors/access_log/message_sink.hpp"
 #include "collectors/access_log/positions.hpp"
 #include "collectors/access_log/request.hpp"
 #include "collectors/access_log/tailer.hpp"
@@ -27,15 +28,6 @@
 typedef struct sd_journal sd_journal;
 
 namespace fastapi_exporter::access_log {
-
-// Receives the MESSAGE of each matching entry, in journal order.
-class MessageSink {
- public:
-  virtual ~MessageSink() = default;
-  virtual void OnMessage(std::string_view message) = 0;
-  // An entry that gives no line: binary_message, line_too_long, missing_field (no MESSAGE).
-  virtual void OnSkipped(ParseError reason, std::string_view message) = 0;
-};
 
 // What happened to a journal source, for self-metrics and the log.
 class JournalObserver {

@@ -18,8 +18,8 @@ namespace dom = simdjson::dom;
 
 class JsonLineParser final : public LineParser {
  public:
-  explicit JsonLineParser(const config::JsonFields& fields)
-      : fields_(fields), duration_unit_(SecondsPer(fields.duration_unit)) {}
+  explicit JsonLineParser(const JsonFields& fields)
+      : fields_(fields), duration_unit_(fields.duration_unit_seconds) {}
 
   ParseError Parse(std::string_view line, ParsedRequest& out) override {
     out = ParsedRequest{};
@@ -109,14 +109,14 @@ class JsonLineParser final : public LineParser {
     }
   }
 
-  config::JsonFields fields_;
+  JsonFields fields_;
   double duration_unit_;
   JsonLine json_;
 };
 
 }  // namespace
 
-std::unique_ptr<LineParser> MakeJsonParser(const config::JsonFields& fields) {
+std::unique_ptr<LineParser> MakeJsonParser(const JsonFields& fields) {
   return std::make_unique<JsonLineParser>(fields);
 }
 

@@ -4,17 +4,6 @@
 
 namespace fastapi_exporter::access_log {
 
-double SecondsPer(config::DurationUnit unit) {
-  switch (unit) {
-    case config::DurationUnit::kMilliseconds:
-      return 1e-3;
-    case config::DurationUnit::kMicroseconds:
-      return 1e-6;
-    default:
-      return 1.0;
-  }
-}
-
 bool IsMethodToken(std::string_view text) {
   for (char c : text) {
     if (c < 'A' || c > 'Z') return false;
@@ -39,17 +28,17 @@ bool SplitRequestLine(std::string_view request_line, ParsedRequest& out) {
   return !out.target.empty() && out.target.front() != ' ' && out.target.back() != ' ';
 }
 
-std::unique_ptr<LineParser> MakeLineParser(const config::AccessLogConfig& config) {
-  switch (config.format) {
-    case config::LogFormatKind::kJson:
-      return MakeJsonParser(config.json);
-    case config::LogFormatKind::kUvicorn:
+std::unique_ptr<LineParser> MakeLineParser(const ParserOptions& options) {
+  switch (options.format) {
+    case LogFormat::kJson:
+      return MakeJsonParser(options.json);
+    case LogFormat::kUvicorn:
       return MakeUvicornParser();
-    case config::LogFormatKind::kGunicorn:
-    case config::LogFormatKind::kNginx:
-      return MakeFieldFormatParser(config.field_format);
-    case config::LogFormatKind::kRegex:
-      return MakeRegexParser(config.regex, SecondsPer(config.regex_duration_unit));
+    case LogFormat::kGunicorn:
+    case LogFormat::kNginx:
+      return MakeFieldFormatParser(options.field_format);
+    case LogFormat::kRegex:
+      return MakeRegexParser(options.regex, options.regex_duration_unit_seconds);
   }
   return nullptr;
 }

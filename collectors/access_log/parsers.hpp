@@ -8,7 +8,7 @@
 
 namespace fastapi_exporter::access_log {
 
-std::unique_ptr<LineParser> MakeJsonParser(const config::JsonFields& fields);
+std::unique_ptr<LineParser> MakeJsonParser(const JsonFields& fields);
 std::unique_ptr<LineParser> MakeUvicornParser();
 std::unique_ptr<LineParser> MakeFieldFormatParser(const config::CompiledLogFormat& format);
 std::unique_ptr<LineParser> MakeRegexParser(const std::string& pattern, double duration_unit);

@@ -1,7 +1,7 @@
 // The YAML config loader. Checks: it returns (libFuzzer's -timeout and -rss_limit_mb bound its
 // time and memory), every error names where it is, and a config it accepts can run: every
 // access log has a parser with what its format needs.
-#include "collectors/access_log/line_parser.hpp"
+#include "collectors/access_log/config_translation.hpp"
 #include "tests/fuzz/fuzz_common.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {

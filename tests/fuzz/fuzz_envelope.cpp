@@ -14,7 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   using namespace fastapi_exporter;
   using Status = access_log::EnvelopeDecoder::Status;
   if (size < 1) return 0;
-  const auto envelope = data[0] % 2 ? config::Envelope::kDocker : config::Envelope::kCri;
+  const auto envelope = data[0] % 2 ? access_log::Envelope::kDocker : access_log::Envelope::kCri;
   auto warm = access_log::MakeEnvelopeDecoder(envelope, kMaxLineBytes);
   const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
   for (std::string_view record : fuzz::SplitLines(input)) {

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <memory>
 
-#include "collectors/access_log/line_parser.hpp"
+#include "collectors/access_log/config_translation.hpp"
 #include "tests/fuzz/fuzz_common.hpp"
 
 namespace fastapi_exporter::fuzz {

@@ -8,7 +8,7 @@ namespace {
 using Status = EnvelopeDecoder::Status;
 
 TEST(DockerEnvelope, UnwrapsAndJoinsPartials) {
-  auto decoder = MakeEnvelopeDecoder(config::Envelope::kDocker, 1024);
+  auto decoder = MakeEnvelopeDecoder(Envelope::kDocker, 1024);
   std::string_view line;
   ASSERT_EQ(
       decoder->Decode(
@@ -27,7 +27,7 @@ TEST(DockerEnvelope, UnwrapsAndJoinsPartials) {
 }
 
 TEST(DockerEnvelope, RejectsOtherLines) {
-  auto decoder = MakeEnvelopeDecoder(config::Envelope::kDocker, 1024);
+  auto decoder = MakeEnvelopeDecoder(Envelope::kDocker, 1024);
   std::string_view line;
   EXPECT_EQ(decoder->Decode("plain text", line), Status::kInvalid);
   EXPECT_EQ(decoder->Decode(R"({"stream":"stdout"})", line), Status::kInvalid);
@@ -36,7 +36,7 @@ TEST(DockerEnvelope, RejectsOtherLines) {
 }
 
 TEST(CriEnvelope, UnwrapsAndJoinsPartials) {
-  auto decoder = MakeEnvelopeDecoder(config::Envelope::kCri, 1024);
+  auto decoder = MakeEnvelopeDecoder(Envelope::kCri, 1024);
   std::string_view line;
   ASSERT_EQ(decoder->Decode("2026-11-27T10:00:00.123456789Z stdout F {\"a\": 1}", line),
             Status::kLine);
@@ -52,7 +52,7 @@ TEST(CriEnvelope, UnwrapsAndJoinsPartials) {
 }
 
 TEST(CriEnvelope, JoinedLinesAreBounded) {
-  auto decoder = MakeEnvelopeDecoder(config::Envelope::kCri, 10);
+  auto decoder = MakeEnvelopeDecoder(Envelope::kCri, 10);
   std::string_view line;
   EXPECT_EQ(decoder->Decode("t stdout P 123456", line), Status::kPartial);
   EXPECT_EQ(decoder->Decode("t stdout P 789012", line), Status::kPartial);

@@ -1,4 +1,4 @@
-#include "collectors/access_log/line_parser.hpp"
+#include "collectors/access_log/config_translation.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
-// The per-line path (read, split, parse, normalize, count) must not allocate once warm:
-// every operator new in this binary is counted.
+// The per-line path (read, split, parse, normalize, count: the tailer and the shipped
+// LinePipeline) must not allocate once warm: every operator new in this binary is counted.
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 #include <stdlib.h>
@@ -10,9 +10,8 @@
 #include <fstream>
 #include <new>
 
-#include "collectors/access_log/line_parser.hpp"
-#include "collectors/access_log/request_metrics.hpp"
-#include "collectors/access_log/route_normalizer.hpp"
+#include "collectors/access_log/config_translation.hpp"
+#include "collectors/access_log/line_pipeline.hpp"
 #include "collectors/access_log/tailer.hpp"
 #include "collectors/history/recent_lines.hpp"
 #include "config/config.hpp"
@@ -38,32 +37,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Parser, normalizer and metrics, as the collector chains them.
-class CountingSink : public LineSink {
- public:
-  CountingSink(LineParser& parser, RouteNormalizer& normalizer, RequestMetrics& metrics,
-               history::RecentLines& recent)
-      : parser_(parser), normalizer_(normalizer), metrics_(metrics), recent_(recent) {}
-  void OnLine(std::string_view line) override {
-    ParsedRequest request;
-    if (parser_.Parse(line, request) != ParseError::kNone) return;
-    const auto route = normalizer_.Normalize(request.target);
-    if (route.outcome != RouteNormalizer::Outcome::kPath) return;
-    metrics_.Record(ParseHttpMethod(request.method), route.path_id,
-                    normalizer_.PathLabel(route.path_id), request.status, request.has_duration,
-                    request.duration_seconds);
-    recent_.Add(1.0, request.method, request.target, request.status, request.has_duration,
-                request.duration_seconds);
-  }
-  void OnLineTooLong() override {}
-
- private:
-  LineParser& parser_;
-  RouteNormalizer& normalizer_;
-  RequestMetrics& metrics_;
-  history::RecentLines& recent_;  // the live view's Logger Stream
-};
-
 void CheckNoAllocationPerLine(const std::string& log_yaml,
                               const std::function<std::string(int)>& line,
                               std::size_t discovered_routes = 0) {
@@ -72,17 +45,23 @@ void CheckNoAllocationPerLine(const std::string& log_yaml,
       log_yaml + "\n");
   ASSERT_TRUE(loaded.ok());
   const auto& service = loaded.config.services[0];
-  auto parser = MakeLineParser(service.access_logs[0]);
-  RouteNormalizer normalizer(service.routes, {}, 200);
+  prometheus::Registry registry;
+  RequestStore store("fastapi");
+  ServiceOptions service_options;
+  service_options.name = "s";
+  service_options.routes = service.routes;
+  service_options.buckets = service.buckets;
+  ServicePipeline counting(service_options, store, RegisterLineFamilies(registry));
   std::vector<config::RouteTemplate> discovered;
   for (std::size_t n = 0; n < discovered_routes; ++n) {
     discovered.push_back(
         *config::ParseRouteTemplate("/api/r" + std::to_string(n) + "/{item_id}", nullptr));
   }
-  normalizer.SetDiscoveredRoutes(discovered);
-  RequestStore store("fastapi");
-  RequestMetrics metrics(store, "s", service.buckets);
-  history::RecentLines recent(1000);
+  counting.SetDiscoveredRoutes(discovered);
+  auto recent = std::make_shared<history::RecentLines>(1000);
+  counting.SetRecentLines(recent);
+  // The collector's chain for this source, as shipped: envelope, parser, normalizer, metrics.
+  LinePipeline pipeline(SourceOptionsOf(service.access_logs[0], 64 * 1024), counting);
 
   const fs::path dir = fs::temp_directory_path() / ("noalloc-" + std::to_string(getpid()));
   fs::create_directories(dir);
@@ -92,9 +71,7 @@ void CheckNoAllocationPerLine(const std::string& log_yaml,
   source.id = "s";
   source.glob = path;
   source.start_at = config::StartAt::kBeginning;
-  source.make_sink = [&] {
-    return std::make_unique<CountingSink>(*parser, normalizer, metrics, recent);
-  };
+  source.make_sink = [&] { return pipeline.MakeFileSink(); };
   TailerOptions options;
   options.use_inotify = true;  // Poll(false) then reads without rescanning
   Tailer tailer({source}, options);
@@ -112,8 +89,9 @@ void CheckNoAllocationPerLine(const std::string& log_yaml,
   const long before = allocations.load();
   tailer.Poll(false);
   const long during = allocations.load() - before;
-  EXPECT_EQ(metrics.recorded(), 25000u);
-  EXPECT_EQ(recent.added(), 25000u);
+  EXPECT_EQ(counting.metrics().recorded(), 25000u);
+  EXPECT_EQ(pipeline.requests(), 25000u);
+  EXPECT_EQ(recent->added(), 25000u);
   EXPECT_EQ(during, 0) << "allocations while handling 20000 lines";
   fs::remove_all(dir);
 }

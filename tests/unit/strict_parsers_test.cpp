@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "collectors/access_log/ansi.hpp"
+#include "collectors/access_log/config_translation.hpp"
 #include "collectors/access_log/envelope.hpp"
-#include "collectors/access_log/line_parser.hpp"
 #include "collectors/access_log/route_normalizer.hpp"
 #include "config/config.hpp"
 
@@ -97,7 +97,7 @@ TEST(StrictJson, DockerRecordsBrokenAnywhereAreInvalid) {
   using Status = EnvelopeDecoder::Status;
   auto decode = [](std::string_view record) {
     std::string_view line;
-    return MakeEnvelopeDecoder(config::Envelope::kDocker, 1024)->Decode(record, line);
+    return MakeEnvelopeDecoder(Envelope::kDocker, 1024)->Decode(record, line);
   };
   EXPECT_EQ(decode(R"({"log":"GET / 200\n","stream":"stdout","time":}})"), Status::kInvalid);
   EXPECT_EQ(decode(R"({"time":[,"log":"GET / 200\n","stream":"stdout"})"), Status::kInvalid);
@@ -114,7 +114,7 @@ TEST(StrictJson, DockerRecordsBrokenAnywhereAreInvalid) {
   };
   for (const std::string& before : records) {
     for (const std::string& record : records) {
-      auto decoder = MakeEnvelopeDecoder(config::Envelope::kDocker, 1024);
+      auto decoder = MakeEnvelopeDecoder(Envelope::kDocker, 1024);
       std::string_view line;
       decoder->Decode(before, line);
       if (decoder->HoldsPartial()) continue;
