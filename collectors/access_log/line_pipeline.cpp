@@ -103,6 +103,24 @@ void ServicePipeline::PickUpRoutes() {
   if (discovery_->TakeUpdate(routes)) SetDiscoveredRoutes(std::move(routes));
 }
 
+ServicePipeline::Outcome ServicePipeline::Count(std::string_view method, std::string_view target,
+                                                int status, bool has_duration, double seconds) {
+  if (discovery_ && discovery_->HasUpdate()) PickUpRoutes();
+  const RouteNormalizer::Result route = normalizer_.Normalize(target);
+  if (route.outcome == RouteNormalizer::Outcome::kInvalid) return Outcome::kInvalidPath;
+  if (route.outcome == RouteNormalizer::Outcome::kExcluded) return Outcome::kExcluded;
+  if (route.overflowed) overflow_->Increment();
+  metrics_.Record(ParseHttpMethod(method), route.path_id, normalizer_.PathLabel(route.path_id),
+                  status, has_duration, seconds);
+  if (recent_) {
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME, &now);
+    recent_->Add(double(now.tv_sec) + double(now.tv_nsec) * 1e-9, method, target, status,
+                 has_duration, seconds);
+  }
+  return Outcome::kCounted;
+}
+
 // The lines of one file: unwraps its envelope (whose partial records belong to the file).
 class LinePipeline::FileSink final : public LineSink {
  public:
@@ -186,17 +204,17 @@ void LinePipeline::Count(std::string_view line) {
   ParsedRequest request;
   const ParseError error = parser_->Parse(line, request);
   if (error != ParseError::kNone) return Reject(error, line);
-  ServicePipeline& service = service_;
-  if (service.discovery_ && service.discovery_->HasUpdate()) service.PickUpRoutes();
-  const RouteNormalizer::Result route = service.normalizer_.Normalize(request.target);
-  if (route.outcome == RouteNormalizer::Outcome::kInvalid) {
-    return Reject(ParseError::kInvalidPath, line);
+  switch (service_.Count(request.method, request.target, request.status, request.has_duration,
+                         request.duration_seconds)) {
+    case ServicePipeline::Outcome::kInvalidPath:
+      return Reject(ParseError::kInvalidPath, line);
+    case ServicePipeline::Outcome::kExcluded:
+      excluded_->Increment();
+      return;
+    case ServicePipeline::Outcome::kCounted:
+      break;
   }
-  if (route.outcome == RouteNormalizer::Outcome::kExcluded) {
-    excluded_->Increment();
-    return;
-  }
-  if (route.overflowed) service.overflow_->Increment();
+  requests_->Increment();
   if (request.duration_invalid) {
     invalid_durations_->Increment();
     if (!logged_invalid_duration_) {
@@ -206,17 +224,6 @@ void LinePipeline::Count(std::string_view line) {
           "ones are only counted): {}",
           options_.name, line.substr(0, 200));
     }
-  }
-  service.metrics_.Record(ParseHttpMethod(request.method), route.path_id,
-                          service.normalizer_.PathLabel(route.path_id), request.status,
-                          request.has_duration, request.duration_seconds);
-  requests_->Increment();
-  if (service.recent_) {
-    timespec now{};
-    clock_gettime(CLOCK_REALTIME, &now);
-    service.recent_->Add(double(now.tv_sec) + double(now.tv_nsec) * 1e-9, request.method,
-                         request.target, request.status, request.has_duration,
-                         request.duration_seconds);
   }
 }
 

@@ -100,6 +100,14 @@ class ServicePipeline {
   // starts after the first fetch has answered (at most 8 s, the fetch's timeout).
   void WaitForRoutes();
 
+  // One request of the service, whichever source read it (a log line, the wire): takes up
+  // newly discovered routes, maps the target to its route, and records the request (and in
+  // the recent-lines ring). `seconds` counts only when `has_duration`. The hot path of every
+  // source: allocates nothing once the series exists. On the reading thread only.
+  enum class Outcome { kCounted, kExcluded, kInvalidPath };
+  Outcome Count(std::string_view method, std::string_view target, int status, bool has_duration,
+                double seconds);
+
  private:
   friend class LinePipeline;
   // Called on the reading thread: a new discovered table replaces the old one between two

@@ -12,8 +12,9 @@
 #include <thread>
 
 #include "collectors/access_log/access_log_collector.hpp"
+#include "collectors/access_log/config_translation.hpp"
+#include "collectors/access_log/line_pipeline.hpp"
 #include "collectors/access_log/openapi_routes.hpp"
-#include "collectors/access_log/route_normalizer.hpp"
 #include "collectors/process/process_finder.hpp"
 #include "collectors/wire/capture.hpp"
 #include "collectors/wire/http_pairing.hpp"
@@ -94,13 +95,10 @@ struct SelfFamilies {
                           .Name("fastapi_exporter_wire_invalid_paths_total")
                           .Help("Requests not counted because their target is not a path.")
                           .Register(r)),
-        // The same families as the access-log source's (the registry merges them).
+        // The same families as the access-log source's (the registry merges them): the
+        // counting itself is the access-log pipeline's (ServicePipeline).
         routes(access_log::RegisterRouteDiscoveryFamilies(r)),
-        overflow(prometheus::BuildCounter()
-                     .Name("fastapi_exporter_paths_overflow_total")
-                     .Help("Requests counted under path=\"__other__\" because the service "
-                           "reached max_paths.")
-                     .Register(r)) {}
+        line(access_log::RegisterLineFamilies(r)) {}
 
   Family<Gauge>& capture_up;
   Family<Gauge>& ports;
@@ -116,7 +114,7 @@ struct SelfFamilies {
   Family<Counter>& excluded;
   Family<Counter>& invalid_paths;
   access_log::RouteDiscoveryFamilies routes;
-  Family<Counter>& overflow;
+  access_log::LineFamilies line;
 };
 
 // A counter that follows a cumulative count kept elsewhere.
@@ -139,8 +137,6 @@ class Service final : public RequestSink {
         process_(config.process),
         config_(*config.wire),
         self_(self),
-        normalizer_(config.routes, access_log::ExcludedPaths(config), config.max_paths),
-        metrics_(store, config.name, config.buckets),
         procfs_(procfs) {
     const prometheus::Labels labels{{"service", name_}};
     capture_up_ = &self.capture_up.Add(labels);
@@ -164,11 +160,13 @@ class Service final : public RequestSink {
     requests_ = &self.requests.Add(labels);
     excluded_ = &self.excluded.Add(labels);
     invalid_paths_ = &self.invalid_paths.Add(labels);
-    overflow_ = &self.overflow.Add(labels);
+    std::unique_ptr<access_log::RouteDiscovery> discovery;
     if (config.routes_from) {
-      discovery_ = std::make_unique<access_log::RouteDiscovery>(config.name, *config.routes_from,
-                                                                self.routes);
+      discovery = std::make_unique<access_log::RouteDiscovery>(config.name, *config.routes_from,
+                                                               self.routes);
     }
+    pipeline_ = std::make_unique<access_log::ServicePipeline>(
+        access_log::ServiceOptionsOf(config), store, self.line, std::move(discovery));
     if (config_.auto_ports) {
       finder_ = std::make_unique<process::ProcessFinder>(config.process, procfs);
     }
@@ -196,7 +194,6 @@ class Service final : public RequestSink {
     self_.requests.Remove(requests_);
     self_.excluded.Remove(excluded_);
     self_.invalid_paths.Remove(invalid_paths_);
-    self_.overflow.Remove(overflow_);
   }
 
   // Whether `config` asks for exactly what this one does (then it is kept on reload).
@@ -258,10 +255,6 @@ class Service final : public RequestSink {
 
   void Read() {
     if (!capture_) return;
-    if (discovery_ && discovery_->HasUpdate()) {
-      std::vector<config::RouteTemplate> routes;
-      if (discovery_->TakeUpdate(routes)) normalizer_.SetDiscoveredRoutes(std::move(routes));
-    }
     Capture::Counts counts;
     std::string error;
     if (!capture_->Dispatch([this](const TcpSegment& s) { reassembler_->Handle(s); }, counts,
@@ -288,26 +281,23 @@ class Service final : public RequestSink {
     if (capture_ && capture_->Drops(drops, error)) kernel_drops_.To(drops);
   }
 
-  void WaitForRoutes() {
-    if (discovery_) discovery_->WaitFirstAttempt(std::chrono::seconds(8));
-  }
+  void WaitForRoutes() { pipeline_->WaitForRoutes(); }
 
   // RequestSink, called by the reassembler's connections.
   void OnRequest(const WireRequest& request) override {
-    const access_log::RouteNormalizer::Result route = normalizer_.Normalize(request.target);
-    if (route.outcome == access_log::RouteNormalizer::Outcome::kInvalid) {
-      invalid_paths_->Increment();
-      return;
-    }
-    if (route.outcome == access_log::RouteNormalizer::Outcome::kExcluded) {
-      excluded_->Increment();
-      return;
-    }
-    if (route.overflowed) overflow_->Increment();
     const double seconds = double(request.end_us - request.start_us) / 1e6;
-    metrics_.Record(access_log::ParseHttpMethod(request.method), route.path_id,
-                    normalizer_.PathLabel(route.path_id), request.status, seconds >= 0, seconds);
-    requests_->Increment();
+    switch (
+        pipeline_->Count(request.method, request.target, request.status, seconds >= 0, seconds)) {
+      case access_log::ServicePipeline::Outcome::kInvalidPath:
+        invalid_paths_->Increment();
+        return;
+      case access_log::ServicePipeline::Outcome::kExcluded:
+        excluded_->Increment();
+        return;
+      case access_log::ServicePipeline::Outcome::kCounted:
+        requests_->Increment();
+        return;
+    }
   }
   void OnUnanswered(Unanswered reason, uint64_t requests) override {
     unanswered_[std::size_t(reason)]->Increment(double(requests));
@@ -324,10 +314,8 @@ class Service final : public RequestSink {
   config::ProcessSelector process_;
   config::WireConfig config_;
   SelfFamilies& self_;
-  access_log::RouteNormalizer normalizer_;
-  access_log::RequestMetrics metrics_;
   const process::ProcFs& procfs_;
-  std::unique_ptr<access_log::RouteDiscovery> discovery_;
+  std::unique_ptr<access_log::ServicePipeline> pipeline_;  // routes and request series
   std::unique_ptr<process::ProcessFinder> finder_;
   std::unique_ptr<Capture> capture_;
   std::unique_ptr<TcpReassembler> reassembler_;
@@ -346,7 +334,6 @@ class Service final : public RequestSink {
   Counter* requests_;
   Counter* excluded_;
   Counter* invalid_paths_;
-  Counter* overflow_;
 };
 
 }  // namespace
