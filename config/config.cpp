@@ -571,14 +571,6 @@ void ReadServices(SchemaReader& reader, const SchemaReader::Entry& services_entr
     if (!entries) continue;
     ServiceConfig service;
     service.position = PositionOf(item);
-    if (item.IsMap()) {
-      YAML::Node counting = YAML::Clone(item);
-      counting.remove("process");
-      counting.remove("access_logs");
-      counting.remove("recent_lines");  // the live view's, not the counters'
-      counting.remove("recent_lines_query");
-      service.request_fingerprint = YAML::Dump(counting);
-    }
     bool has_process = false;
     bool has_access_logs = false;
     for (const auto& [name, entry] : *entries) {

@@ -109,6 +109,8 @@ struct WireConfig {
   std::chrono::milliseconds request_timeout{5 * 60 * 1000};  // then counted unanswered
   int max_connections = 65536;
   SourcePosition position;
+  // A reload keeps the capture when every setting above compares equal (SameCapture in
+  // collectors/wire/wire_collector.cpp): a new field is compared there too.
 };
 
 struct ServiceConfig {
@@ -128,9 +130,6 @@ struct ServiceConfig {
   bool recent_lines = true;
   bool recent_lines_query = false;
   SourcePosition position;
-  // Everything that shapes the service's request series (name, routes, exclude_paths,
-  // max_paths, buckets) as written: equal fingerprints keep its counters on reload.
-  std::string request_fingerprint;
 };
 
 struct WebConfig {

@@ -27,8 +27,9 @@ struct ReloadPlan {
   // it reads) changed.
   bool reconfigure_live_view = false;
   // The access-log and wire sources are always handed the new configuration: each keeps
-  // what is unchanged itself (by fingerprint) and their configuration has more fields than a
-  // second comparison here should duplicate.
+  // what is unchanged itself (the access logs by comparing the stages' own options,
+  // access_log/config_translation.hpp; the wire by its request settings), and a second
+  // comparison here would only duplicate theirs.
   bool reconfigure_sources = true;
 
   bool operator==(const ReloadPlan&) const = default;

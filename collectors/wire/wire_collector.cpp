@@ -127,13 +127,19 @@ struct Follow {
   }
 };
 
+// Whether two `wire:` settings capture and pair the same way (where they were written aside).
+bool SameCapture(const config::WireConfig& a, const config::WireConfig& b) {
+  return a.auto_ports == b.auto_ports && a.ports == b.ports && a.interface == b.interface &&
+         a.snap_length == b.snap_length && a.request_timeout == b.request_timeout &&
+         a.max_connections == b.max_connections;
+}
+
 // One service's capture, connections and request counting. Lives on the capture thread.
 class Service final : public RequestSink {
  public:
   Service(const config::ServiceConfig& config, access_log::RequestStore& store, SelfFamilies& self,
           const process::ProcFs& procfs)
       : name_(config.name),
-        request_fingerprint_(config.request_fingerprint),
         process_(config.process),
         config_(*config.wire),
         self_(self),
@@ -198,8 +204,8 @@ class Service final : public RequestSink {
 
   // Whether `config` asks for exactly what this one does (then it is kept on reload).
   bool Same(const config::ServiceConfig& config) const {
-    return config.name == name_ && config.request_fingerprint == request_fingerprint_ &&
-           config.process == process_;
+    return config.wire && pipeline_->options() == access_log::ServiceOptionsOf(config) &&
+           SameCapture(*config.wire, config_) && config.process == process_;
   }
 
   // Opens the capture; false (logged) when it cannot.
@@ -310,7 +316,6 @@ class Service final : public RequestSink {
 
  private:
   std::string name_;
-  std::string request_fingerprint_;  // includes `wire:`
   config::ProcessSelector process_;
   config::WireConfig config_;
   SelfFamilies& self_;
