@@ -8,42 +8,13 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/unit/tail_recorder.hpp"
+
 namespace fastapi_exporter::access_log {
 namespace {
 
 namespace fs = std::filesystem;
 using Lines = std::vector<std::string>;
-
-struct Recorded {
-  Lines lines;
-  int too_long = 0;
-  int truncations = 0;
-  uint64_t bytes_read = 0;
-  int sinks = 0;  // how many the follower asked for
-};
-
-class RecordingSink : public LineSink {
- public:
-  explicit RecordingSink(Recorded& recorded) : recorded_(recorded) {}
-  void OnLine(std::string_view line) override { recorded_.lines.emplace_back(line); }
-  void OnLineTooLong() override { ++recorded_.too_long; }
-
- private:
-  Recorded& recorded_;
-};
-
-class RecordingObserver : public SourceObserver {
- public:
-  explicit RecordingObserver(Recorded& recorded) : recorded_(recorded) {}
-  void OnBytesRead(uint64_t bytes) override { recorded_.bytes_read += bytes; }
-  void OnRotation(const std::string&) override {}
-  void OnTruncation(const std::string&) override { ++recorded_.truncations; }
-  void OnOpenError(const std::string&, const std::string&) override {}
-  void OnState(uint64_t, uint64_t) override {}
-
- private:
-  Recorded& recorded_;
-};
 
 class FileFollowerTest : public ::testing::Test {
  protected:

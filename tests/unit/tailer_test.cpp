@@ -17,50 +17,12 @@
 #include <thread>
 
 #include "tests/unit/polling_observer.hpp"
+#include "tests/unit/tail_recorder.hpp"
 
 namespace fastapi_exporter::access_log {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct Recorded {
-  std::mutex mutex;  // for the tests where the tailer runs on its own thread
-  std::vector<std::string> lines;
-  int too_long = 0;
-  int rotations = 0;
-  int truncations = 0;
-  int abandoned = 0;
-  std::vector<std::string> open_errors;
-};
-
-class RecordingSink : public LineSink {
- public:
-  explicit RecordingSink(Recorded& recorded) : recorded_(recorded) {}
-  void OnLine(std::string_view line) override {
-    std::lock_guard lock(recorded_.mutex);
-    recorded_.lines.emplace_back(line);
-  }
-  void OnLineTooLong() override { ++recorded_.too_long; }
-
- private:
-  Recorded& recorded_;
-};
-
-class RecordingObserver : public SourceObserver {
- public:
-  explicit RecordingObserver(Recorded& recorded) : recorded_(recorded) {}
-  void OnBytesRead(uint64_t) override {}
-  void OnRotation(const std::string&) override { ++recorded_.rotations; }
-  void OnTruncation(const std::string&) override { ++recorded_.truncations; }
-  void OnOpenError(const std::string& path, const std::string&) override {
-    recorded_.open_errors.push_back(path);
-  }
-  void OnState(uint64_t, uint64_t) override {}
-  void OnAbandoned(const std::string&) override { ++recorded_.abandoned; }
-
- private:
-  Recorded& recorded_;
-};
 
 class TailerTest : public ::testing::Test {
  protected:
