@@ -117,6 +117,10 @@ services:
         wait_until(lambda: exporter.value("fastapi_exporter_wire_requests_total",
                                           service=SERVICE) == counted,
                    timeout=20, what=f"{counted} requests read off the wire")
+        # The excluded /health requests come last: their responses may still be on the way.
+        wait_until(lambda: exporter.value("fastapi_exporter_wire_excluded_total",
+                                          service=SERVICE) >= 2,
+                   timeout=20, what="the two /health requests read off the wire")
         samples = exporter.scrape()
 
         # A reload with the same file keeps the wire's counters and goes on counting.
