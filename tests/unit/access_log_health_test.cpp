@@ -98,6 +98,15 @@ class AccessLogHealth : public ::testing::Test {
   std::unique_ptr<AccessLogCollector> collector_;
 };
 
+// These tests close a descriptor the reader thread is polling: the very failure they show.
+// TSan reports that as the race it is, so they run in the normal and ASan builds only.
+#if defined(__SANITIZE_THREAD__)
+#define SKIP_WHERE_CLOSING_UNDER_A_THREAD_IS_A_REPORT() \
+  GTEST_SKIP() << "closes a descriptor another thread polls: TSan reports it"
+#else
+#define SKIP_WHERE_CLOSING_UNDER_A_THREAD_IS_A_REPORT()
+#endif
+
 TEST_F(AccessLogHealth, HealthyWhileReadingAndWhenNotStarted) {
   EXPECT_EQ(collector_->Health(), "");
   collector_->Start();
@@ -111,6 +120,7 @@ TEST_F(AccessLogHealth, HealthyWhileReadingAndWhenNotStarted) {
 // The stop event is how the thread is told to stop: without it the thread must end (and say
 // so) rather than spin on a descriptor that no longer exists.
 TEST_F(AccessLogHealth, KillingTheStopEventMakesHealthSayTheReaderStopped) {
+  SKIP_WHERE_CLOSING_UNDER_A_THREAD_IS_A_REPORT();
   const std::set<int> events = StartAndFind("anon_inode:[eventfd]");
   ASSERT_EQ(events.size(), 1u);
   Append(2);
@@ -126,6 +136,7 @@ TEST_F(AccessLogHealth, KillingTheStopEventMakesHealthSayTheReaderStopped) {
 // inotify is only how changes are noticed early: without it the reader polls, stays healthy,
 // and keeps counting.
 TEST_F(AccessLogHealth, KillingInotifyFallsBackToPollingAndKeepsCounting) {
+  SKIP_WHERE_CLOSING_UNDER_A_THREAD_IS_A_REPORT();
   const std::set<int> watches = StartAndFind("anon_inode:inotify");
   ASSERT_EQ(watches.size(), 1u);
   Append(2);
