@@ -115,9 +115,11 @@ class Daemon {
         fe::process::ProcessCollectorOptions{flags_.proc_root, flags_.cgroup_root});
     exposition_.Register("process", processes_);
     access_logs_->Start();
-    wire_ = std::make_unique<fe::wire::WireCollector>(
-        config, *sources_registry_, access_logs_->request_store(),
-        fe::wire::WireOptions{flags_.proc_root, flags_.cgroup_root});
+    fe::wire::WireOptions wire_options{flags_.proc_root, flags_.cgroup_root};
+    wire_options.recent_lines = access_logs_->recent_lines();
+    wire_options.recent_lines_capacity = access_log_options.recent_lines;
+    wire_ = std::make_unique<fe::wire::WireCollector>(config, *sources_registry_,
+                                                      access_logs_->request_store(), wire_options);
     wire_->Start();
     fe::LiveViewOptions live;
     live.history.interval_seconds = flags_.live_interval;

@@ -538,7 +538,7 @@ std::shared_ptr<RequestStore> AccessLogCollector::request_store() const {
   return impl_->store;
 }
 
-std::shared_ptr<const history::RecentLinesRegistry> AccessLogCollector::recent_lines() const {
+std::shared_ptr<history::RecentLinesRegistry> AccessLogCollector::recent_lines() const {
   return impl_->recent_lines;
 }
 

@@ -48,7 +48,8 @@ class AccessLogCollector {
   std::shared_ptr<RequestStore> request_store() const;
 
   // The most recent lines of every service that keeps them (recent_lines), by name.
-  std::shared_ptr<const history::RecentLinesRegistry> recent_lines() const;
+  // The wire source fills the rings of its services in the same registry.
+  std::shared_ptr<history::RecentLinesRegistry> recent_lines() const;
 
   // Follows the logs on a thread of its own, resuming from the positions file.
   void Start();

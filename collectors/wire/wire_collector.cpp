@@ -202,6 +202,11 @@ class Service final : public RequestSink {
     self_.invalid_paths.Remove(invalid_paths_);
   }
 
+  // The live view's ring of recent requests; null turns it off. Between reads only.
+  void SetRecentLines(std::shared_ptr<history::RecentLines> recent) {
+    pipeline_->SetRecentLines(std::move(recent));
+  }
+
   // Whether `config` asks for exactly what this one does (then it is kept on reload).
   bool Same(const config::ServiceConfig& config) const {
     return config.wire && pipeline_->options() == access_log::ServiceOptionsOf(config) &&
@@ -346,7 +351,11 @@ class Service final : public RequestSink {
 struct WireCollector::Impl {
   Impl(prometheus::Registry& registry, std::shared_ptr<access_log::RequestStore> store,
        WireOptions options)
-      : store(std::move(store)), self(registry), procfs(options.proc_root, options.cgroup_root) {}
+      : store(std::move(store)),
+        self(registry),
+        procfs(options.proc_root, options.cgroup_root),
+        recent_lines(std::move(options.recent_lines)),
+        recent_lines_capacity(options.recent_lines_capacity) {}
 
   // Services whose configuration did not change are kept, with their counters and their
   // connections in flight; the others are built anew.
@@ -365,15 +374,24 @@ struct WireCollector::Impl {
       if (!service.wire) continue;
       if (kept[i]) {
         services.push_back(std::move(kept[i]));
-        continue;
+      } else {
+        if (!service.access_logs.empty()) {
+          spdlog::info(
+              "service {}: requests are read off the wire; its access_logs are not counted "
+              "(docs/wire.md)",
+              service.name);
+        }
+        services.push_back(std::make_unique<Service>(service, *store, self, procfs));
       }
-      if (!service.access_logs.empty()) {
-        spdlog::info(
-            "service {}: requests are read off the wire; its access_logs are not counted "
-            "(docs/wire.md)",
-            service.name);
+      // Apart from what keeps a service: turning recent lines on or off keeps its counters.
+      if (!recent_lines) continue;
+      if (service.recent_lines) {
+        services.back()->SetRecentLines(
+            recent_lines->Get(service.name, recent_lines_capacity, service.recent_lines_query));
+      } else {
+        services.back()->SetRecentLines(nullptr);
+        recent_lines->Drop(service.name);
       }
-      services.push_back(std::make_unique<Service>(service, *store, self, procfs));
     }
   }
 
@@ -428,6 +446,8 @@ struct WireCollector::Impl {
   std::shared_ptr<access_log::RequestStore> store;
   SelfFamilies self;
   process::ProcFs procfs;
+  std::shared_ptr<history::RecentLinesRegistry> recent_lines;  // null: no live view
+  std::size_t recent_lines_capacity;
   std::vector<std::unique_ptr<Service>> services;
   std::thread thread;
   int stop_fd = -1;

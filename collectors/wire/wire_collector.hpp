@@ -13,6 +13,7 @@
 #include <string>
 
 #include "collectors/access_log/request_metrics.hpp"
+#include "collectors/history/recent_lines.hpp"
 #include "config/config.hpp"
 
 namespace fastapi_exporter::wire {
@@ -20,6 +21,10 @@ namespace fastapi_exporter::wire {
 struct WireOptions {
   std::string proc_root = "/proc";
   std::string cgroup_root = "/sys/fs/cgroup";
+  // The live view's Logger Stream: the rings shared with the access-log collector (a
+  // service is read from one source only), null for none; `recent_lines` slots per service.
+  std::shared_ptr<history::RecentLinesRegistry> recent_lines;
+  std::size_t recent_lines_capacity = 1000;
 };
 
 class WireCollector {

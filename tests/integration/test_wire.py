@@ -5,6 +5,7 @@ port by itself. And, as an unprivileged user, the clear error and a running expo
 
 import collections
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -122,6 +123,17 @@ services:
                                           service=SERVICE) >= 2,
                    timeout=20, what="the two /health requests read off the wire")
         samples = exporter.scrape()
+
+        # The live view's Logger Stream lists each request read off the wire (query strings
+        # not kept), with the duration the wire measured.
+        status, _, raw = http_get(exporter.url + f"/api/v1/logs?service={SERVICE}&limit=1000")
+        assert status == 200, raw
+        lines = json.loads(raw)["lines"]
+        assert collections.Counter((line["method"], line["path"], line["status"])
+                                   for line in lines) == \
+            collections.Counter((method, target.split("?")[0], status)
+                                for method, target, status, route in sent if route)
+        assert all(line["duration_seconds"] > 0 for line in lines)
 
         # A reload with the same file keeps the wire's counters and goes on counting.
         stamp = exporter.value("fastapi_exporter_config_last_reload_success_timestamp_seconds")
