@@ -23,8 +23,11 @@ deps-run:
 deps-test:
 	@packaging/install-deps.sh --with-tests
 
+# The daemon alone: the tests need packages (googletest, benchmark) that only
+# `install-deps.sh --with-tests` installs, and `make run` on a fresh machine must not need them.
 build: deps
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DFASTAPI_EXPORTER_BUILD_TESTS=OFF $(CMAKE_ARGS)
 	cmake --build $(BUILD)
 
 # Builds and starts the example FastAPI app (uvicorn, 2 workers), a steady traffic mix and
@@ -73,7 +76,8 @@ fuzz: build-fuzz
 # under TSan (a data race stops the daemon, and so fails its test); and each fuzz target for a
 # short smoke run (differential checks included).
 test: deps-test
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(WERROR) $(CMAKE_ARGS)
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DFASTAPI_EXPORTER_BUILD_TESTS=ON $(WERROR) $(CMAKE_ARGS)
 	cmake --build $(BUILD)
 	ctest --test-dir $(BUILD) --output-on-failure --timeout 900
 	$(MAKE) build-matrix
@@ -91,8 +95,11 @@ package: build
 	cd $(BUILD) && cpack -G DEB
 
 # Every row of docs/BENCHMARKS.md, beside mtail and process-exporter (several minutes).
-bench: build
+bench:
 	@packaging/install-deps.sh --with-bench
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DFASTAPI_EXPORTER_BUILD_TESTS=ON $(CMAKE_ARGS)
+	cmake --build $(BUILD)
 	/usr/bin/python3 bench/run.py
 
 clean:

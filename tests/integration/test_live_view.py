@@ -455,3 +455,21 @@ def test_make_run_fills_every_panel_and_ctrl_c_stops_it_all(tmp_path):
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
         output.close()
+
+
+def test_make_run_builds_without_the_test_packages(tmp_path):
+    """`make run` on a fresh machine installs only the build and run packages: what `make
+    build` configures must need none of the test-only ones (googletest, Google Benchmark).
+    CMake is told to find neither, as on a machine without them; configuring is enough."""
+    from exporter import SOURCE
+    plan = subprocess.run(["make", "-n", "-C", SOURCE, "build", f"BUILD={tmp_path / 'b'}"],
+                          capture_output=True, text=True, check=True).stdout
+    plan = plan.replace("\\\n", " ")  # a recipe line continued with a backslash
+    configure = [line for line in plan.splitlines() if line.strip().startswith("cmake -S")]
+    assert len(configure) == 1, plan
+    result = subprocess.run(
+        configure[0] + " -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON"
+        " -DCMAKE_DISABLE_FIND_PACKAGE_benchmark=ON",
+        shell=True, cwd=SOURCE, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (tmp_path / "b" / "tests").exists()
