@@ -228,7 +228,10 @@ std::vector<RouteRate> ServiceHistory::TopRoutes(const std::vector<const Service
     for (std::size_t k = 0; k < snapshots.size(); ++k) {
       if (snapshots[k].t <= service->route_latest_t_ - range) then = k;
     }
-    const double elapsed = service->route_latest_t_ - snapshots[then].t;
+    // Over the span kept, the range rounded up to a snapshot; but over the whole range when
+    // less is kept yet, as Prometheus' rate() divides by its range whatever part of it has
+    // samples: else the first requests after a start show as a burst.
+    const double elapsed = std::max(service->route_latest_t_ - snapshots[then].t, range);
     if (elapsed <= 0) continue;
     const std::size_t stride = service->route_stride();
     const std::vector<double>& latest = service->route_latest_;

@@ -96,7 +96,9 @@ class ServiceHistory {
   static PanelValues ValuesAt(const std::vector<const ServiceHistory*>& services, double t,
                               double window);
 
-  // Routes by rate over the last `range` seconds (from the route totals kept then and now).
+  // Routes by rate over the last `range` seconds (from the route totals kept then and now;
+  // the increase since the newest snapshot at least `range` old, divided by the time since
+  // it, or by `range` when no snapshot is that old yet).
   std::vector<RouteRate> TopRoutes(double range) const;
   static std::vector<RouteRate> TopRoutes(const std::vector<const ServiceHistory*>& services,
                                           double range);

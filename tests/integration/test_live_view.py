@@ -267,43 +267,59 @@ def chromium(*args):
 
 
 class PageReader(html.parser.HTMLParser):
-    """From a dumped DOM: each panel's value element (data-value and text), the Logger
-    Stream's rows, and every element name."""
+    """From a dumped DOM: each panel's value element (data-value and text), each panel's
+    table rows (the Logger Stream's are `rows`), each chart's point count and whether
+    dygraphs drew a canvas in it, and every element name."""
 
     def __init__(self):
         super().__init__()
         self.panel = None
         self.values = {}
         self.texts = {}
-        self.rows = []
+        self.tables = {}
+        self.graphs = {}  # panel: [points, canvases]
         self.elements = []
         self.in_value = None
-        self.in_logs = False
+        self.in_table = None
+        self.in_graph = None
         self.cell = None
+
+    @property
+    def rows(self):
+        return self.tables.get("panel-logs", [])
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         self.elements.append(tag)
+        classes = (attrs.get("class") or "").split()
         if tag == "section":
             self.panel = attrs.get("id")
-        if "value" in (attrs.get("class") or "").split() and self.panel:
+        if "value" in classes and self.panel:
             self.values[self.panel] = attrs.get("data-value")
             self.in_value = self.panel
             self.texts[self.panel] = ""
-        if tag == "tbody" and attrs.get("id") == "log-lines":
-            self.in_logs = True
-        if self.in_logs and tag == "tr":
-            self.rows.append([])
-        if self.in_logs and tag == "td":
+        if "graph" in classes and self.panel:
+            self.in_graph = self.panel
+            self.graphs[self.panel] = [int(attrs.get("data-points") or 0), 0]
+        if tag == "canvas" and self.in_graph:
+            self.graphs[self.in_graph][1] += 1
+        if tag == "tbody" and self.panel:
+            self.in_table = self.panel
+            self.tables[self.panel] = []
+        if self.in_table and tag == "tr":
+            self.tables[self.in_table].append([])
+        if self.in_table and tag == "td":
             self.cell = ""
 
     def handle_endtag(self, tag):
         if tag == "div":
             self.in_value = None
+        if tag == "section":
+            self.in_graph = None
         if tag == "tbody":
-            self.in_logs = False
+            self.in_table = None
         if tag == "td" and self.cell is not None:
-            self.rows[-1].append(self.cell)
+            self.tables[self.panel][-1].append(self.cell)
             self.cell = None
 
     def handle_data(self, data):
@@ -322,6 +338,7 @@ def read_page(url, out_dir, name, screenshot=False):
         shot = out_dir / f"{name}.png"
         chromium(f"--screenshot={shot}", url)
         assert shot.stat().st_size > 10000
+        print(f"screenshot of the page: {shot}")  # shown with -s, and beside a failure
     page = PageReader()
     page.feed(dom)
     return page
@@ -353,6 +370,10 @@ def test_page_shows_the_eight_panels_of_known_traffic(tmp_path, app):
                 + [("GET", "/api/error")] * 5 + [("GET", "/api/slow?ms=200")] * 5)
         for method, path in sent:
             send(url, method, path, 1)
+        # Each of the two workers logs after answering: the marked request is sent once the
+        # others are counted, so that it is the newest line whichever worker answers it.
+        wait_until(lambda: metrics_total(exporter) == len(sent), timeout=30,
+                   what="traffic counted")
         send(url, "GET", XSS_QUOTED, 1)
         total = len(sent) + 1
         wait_until(lambda: metrics_total(exporter) == total, timeout=30, what="traffic counted")
@@ -385,6 +406,23 @@ def test_page_shows_the_eight_panels_of_known_traffic(tmp_path, app):
         cores = os.cpu_count()
         assert 0 < values["panel-cpu"] <= 100 * cores
         assert values["panel-memory"] == pytest.approx(app_rss, rel=0.1)
+        # Each chart was drawn by dygraphs (its canvases) from points of the history.
+        for panel in ("panel-rpm", "panel-average", "panel-p60", "panel-resources"):
+            points, canvases = page.graphs.get(panel, (0, 0))
+            assert points > 0 and canvases > 0, (panel, points, canvases)
+        # Requests by status class over the minute: 85 2xx, 11 4xx, 5 5xx.
+        classes = {row[0]: float(row[1]) for row in page.tables["panel-status-codes"]}
+        assert classes.keys() == {"2xx", "4xx", "5xx"}
+        for name, count in (("2xx", 85), ("4xx", 11), ("5xx", 5)):
+            assert classes[name] == pytest.approx(count / 60, rel=0.02, abs=0.001), name
+        # Requests per minute by method and route, over the page's 5 minutes: the history is
+        # younger, so each route's count over 300 s, as rate(...[5m]) would say. The marked
+        # path has no route: it is its own path.
+        by_route = {row[0]: float(row[1]) for row in page.tables["panel-top-rate"]}
+        assert by_route == pytest.approx({"GET /api/users/{user_id}": 90 / 5,
+                                          "GET /api/error": 5 / 5, "GET /api/slow": 5 / 5,
+                                          f"GET {XSS}": 1 / 5}, abs=0.05)
+        assert page.tables["panel-top-p95"][0][0] == "GET /api/slow"
 
         # The Logger Stream: newest first, the marked path on top, as text.
         assert values["panel-logs"] == total == len(page.rows)

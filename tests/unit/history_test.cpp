@@ -214,6 +214,21 @@ TEST(ServiceHistory, TopRoutesByRateAndP95) {
   EXPECT_DOUBLE_EQ(top[1].p95_seconds, 0.1 + 0.9 * 0.95);
 }
 
+TEST(ServiceHistory, TopRoutesOverARangeLongerThanTheHistoryDivideByTheRange) {
+  // 20 s kept, 30 requests in them, asked over 5 minutes: 30 / 300 s as Prometheus'
+  // rate(x[5m]) would say, not 30 / 20 s (the first minute after a start seen as a burst).
+  ServiceHistory history(HistoryOptions{1, 3600, 120, 64});
+  for (int t = 0; t <= 20; ++t) {
+    Totals totals = SteadyTotals(1.5 * t);
+    totals.routes = {{"GET /a", RouteTotals{1.5 * t, 0.1 * t, 1.5 * t, {0, 1.5 * t, 1.5 * t}}}};
+    history.Add(t, totals);
+  }
+  const auto top = history.TopRoutes(300);
+  ASSERT_EQ(top.size(), 1u);
+  EXPECT_DOUBLE_EQ(top[0].requests_per_second, 30.0 / 300);
+  EXPECT_DOUBLE_EQ(top[0].average_duration_seconds, 2.0 / 30);
+}
+
 TEST(ServiceHistory, TenServicesAnHourAndAThousandLinesFitInTwoMegabytes) {
   // The defaults (5 s for 1 h, route totals every minute), 10 buckets, 10 routes, full.
   std::size_t bytes = 0;
