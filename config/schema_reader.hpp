@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <initializer_list>
 #include <optional>
 #include <set>
@@ -196,6 +197,34 @@ class SchemaReader {
   std::vector<ConfigError>& errors_;
 };
 
+// Whether `text` (up to where YAML failed) ends inside a [...] list, written on one line or
+// several, that holds "/{" outside quotes: an unquoted route template, whose braces YAML
+// reads as a mapping. Quotes and comments are skipped so that quoted templates do not count.
+inline bool UnquotedRouteInFlowList(std::string_view text) {
+  std::vector<std::size_t> open;  // offsets of the [ not yet closed
+  char quote = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (quote) {
+      if (c == quote) quote = 0;
+      continue;
+    }
+    if (c == '#' && (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\n')) {
+      i = std::min(text.find('\n', i), text.size()) - 1;
+    } else if ((c == '\'' || c == '"') && (i == 0 || std::string_view(" \n[,:{").find(
+                                                         text[i - 1]) != std::string_view::npos)) {
+      quote = c;  // a quote opens a scalar only where a scalar starts (not in "it's")
+    } else if (c == '[') {
+      open.push_back(i);
+    } else if (c == ']' && !open.empty()) {
+      open.pop_back();
+    } else if (c == '{' && !open.empty() && i > 0 && text[i - 1] == '/') {
+      return true;
+    }
+  }
+  return false;
+}
+
 // Parses YAML text into a node; a syntax error becomes one error with its position.
 inline std::optional<YAML::Node> ParseYaml(const std::string& text,
                                            std::vector<ConfigError>& errors) {
@@ -213,10 +242,9 @@ inline std::optional<YAML::Node> ParseYaml(const std::string& text,
         if (start != std::string::npos) ++start;
       }
       if (start != std::string::npos) {
-        const std::string_view line =
-            std::string_view(text).substr(start, text.find('\n', start) - start);
-        const std::size_t open = line.find('[');
-        if (open != std::string_view::npos && line.find("/{", open) != std::string_view::npos) {
+        const std::size_t end = text.find('\n', start);
+        const std::string_view line = std::string_view(text).substr(start, end - start);
+        if (UnquotedRouteInFlowList(std::string_view(text).substr(0, end))) {
           error.message +=
               "; route templates hold braces, so quote each one in a [...] list, "
               "as in ['/api/users/{user_id}']";

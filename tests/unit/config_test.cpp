@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "config/listen_address.hpp"
+#include "config/schema_reader.hpp"
 
 namespace fastapi_exporter::config {
 namespace {
@@ -184,6 +185,23 @@ TEST(Config, MisindentedYamlSaysSoWithTheLine) {
   const ConfigError tab = OnlyError("services:\n  - name: api\n\taccess_logs: []\n");
   EXPECT_EQ(tab.position.line, 3);
   EXPECT_THAT(tab.message, HasSubstr("tab"));
+}
+
+TEST(Config, AnUnquotedRouteInAFlowListSaysToQuoteItOnOneLineOrSeveral) {
+  const char* const kUnquoted[] = {
+      "services:\n  - name: api\n    routes: [/api/users/{user_id}]\n",
+      "services:\n  - name: api\n    routes: ['/a', /api/users/{user_id}, /b]\n",
+      "services:\n  - name: api\n    routes: [\n      '/api/items',\n"
+      "      /api/users/{user_id},\n    ]\n",
+  };
+  for (const char* text : kUnquoted) {
+    EXPECT_THAT(OnlyError(text).message, HasSubstr("quote each one in a [...] list")) << text;
+  }
+  // Quoted templates (one containing a quote-like "it's" before them) and braces outside a
+  // list are not this mistake.
+  EXPECT_FALSE(UnquotedRouteInFlowList("name: it's\nroutes: ['/a/{x}', \"/b/{y}\"]\n"));
+  EXPECT_FALSE(UnquotedRouteInFlowList("routes: ['/a'] # [/b/{x}\nx: /c/{y}\n"));
+  EXPECT_TRUE(UnquotedRouteInFlowList("name: it's\nroutes: ['/a', /b/{y}"));
 }
 
 TEST(Config, UnreadableFile) {
