@@ -115,7 +115,9 @@ class Daemon {
         fe::process::ProcessCollectorOptions{flags_.proc_root, flags_.cgroup_root});
     exposition_.Register("process", processes_);
     access_logs_->Start();
-    fe::wire::WireOptions wire_options{flags_.proc_root, flags_.cgroup_root};
+    fe::wire::WireOptions wire_options;
+    wire_options.proc_root = flags_.proc_root;
+    wire_options.cgroup_root = flags_.cgroup_root;
     wire_options.recent_lines = access_logs_->recent_lines();
     wire_options.recent_lines_capacity = access_log_options.recent_lines;
     wire_ = std::make_unique<fe::wire::WireCollector>(config, *sources_registry_,

@@ -19,6 +19,7 @@ test_deps=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   prometheus                      # promtool, and a real Prometheus for end-to-end tests
   python3-fastapi python3-uvicorn # the example FastAPI app, run with /usr/bin/python3
+  python3-gunicorn                # gunicorn with uvicorn workers (test_real_world_lines.py)
   python3-pytest python3-prometheus-client
   python3-yaml                    # the Kubernetes manifests (tests/integration/test_dashboard.py)
   curl procps openssl             # test certificates

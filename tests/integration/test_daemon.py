@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from exporter import BIN, SOURCE, Exporter, http_get, parse_samples
+from exporter import BIN, SOURCE, Exporter, http_get, parse_samples, read_proc_rss
 
 BROKEN = sorted((pathlib.Path(SOURCE) / "tests/configs/broken").glob("*.yaml"))
 SELF_CONFIG = """
@@ -61,7 +61,11 @@ def test_demo_config_watches_this_exporter_alone(tmp_path):
         demo = (pathlib.Path(SOURCE) / "examples/demo.yaml").read_text()
         with Exporter(tmp_path, demo) as exporter:
             samples = exporter.scrape()
+            # The exporter's own memory, as /proc says it right after the scrape.
+            own_rss = read_proc_rss(exporter.process.pid)
     service = frozenset({("service", "fastapi-exporter")})
+    assert samples[("fastapi_exporter_process_resident_memory_bytes", frozenset())] == \
+        pytest.approx(own_rss, rel=0.1)
     assert samples[("process_processes", service)] == 1
     assert samples[("process_start_time_seconds", service)] == \
         samples[("fastapi_exporter_process_start_time_seconds", frozenset())]

@@ -104,6 +104,7 @@ services:
         for name in PER_SOURCE_COUNTERS:
             assert values(first, name) == [(source, 0)], name
         assert values(first, "fastapi_exporter_paths_overflow_total") == [(service, 0)]
+        assert values(first, "fastapi_exporter_log_positions_save_errors_total") == [({}, 0)]
         journal = {"service": "journal", "source": "journal:_SYSTEMD_UNIT=api.service "
                    f"{tmp_path}/no-journal-yet"}
         for name in ["fastapi_exporter_log_journal_lag_seconds",

@@ -4,6 +4,8 @@ Every kind is tried in more than one shape: other formats, other envelopes, othe
 of the odd bytes."""
 
 import json
+import os
+import re
 import subprocess
 
 from exporter import BIN, parse_samples
@@ -255,4 +257,41 @@ def test_gunicorn_uvicorn_worker_lines_are_uvicorns(tmp_path):
     })
     assert requests(samples, "worker", path="/api/users/{user_id}") == 2
     assert requests(samples, "worker", status_code=404) == 1
+    assert observed(samples, "worker") == 0
+
+
+def test_real_gunicorn_uvicorn_worker_ignores_access_logformat(tmp_path):
+    """The same with a real gunicorn (Debian's) serving the example app through uvicorn's
+    worker, asked for %(D)s: its access log has no duration, and reads as uvicorn's."""
+    from exporter import EXAMPLE_APP, PYTHON, free_port, http_get, kill_tree, wait_until
+    access = tmp_path / "gunicorn-access.log"
+    port = free_port()
+    env = dict(os.environ, ACCESS_LOG=str(tmp_path / "app.log"))
+    server = subprocess.Popen(
+        [PYTHON, "-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "2",
+         "-b", f"127.0.0.1:{port}", "--access-logfile", str(access),
+         "--access-logformat", '%(h)s "%(r)s" %(s)s %(D)s', "app:app"],
+        cwd=EXAMPLE_APP, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def up():
+            try:
+                return http_get(f"http://127.0.0.1:{port}/health", timeout=1)[0] == 200
+            except OSError:
+                return False
+        wait_until(up, timeout=30, what="gunicorn serving")
+        assert http_get(f"http://127.0.0.1:{port}/api/users/3")[0] == 200
+        assert http_get(f"http://127.0.0.1:{port}/api/users/5000")[0] == 404
+        wait_until(lambda: access.exists() and
+                   len(access.read_text().splitlines()) >= 3, what="gunicorn's access lines")
+    finally:
+        kill_tree(server)
+    lines = access.read_text().splitlines()
+    # uvicorn's message ('127.0.0.1:PORT - "GET /api/users/3 HTTP/1.1" 200'): the client's
+    # port after its address, and no duration after the status, whatever the format said.
+    assert all(re.fullmatch(r'127\.0\.0\.1:\d+ - "GET /\S+ HTTP/1\.1" \d{3}', line)
+               for line in lines), lines
+    samples = oneshot(tmp_path, {"worker": ("format: uvicorn", lines, "")})
+    assert requests(samples, "worker", path="/api/users/{user_id}") == 2
+    assert requests(samples, "worker", status_code=404) == 1
+    assert requests(samples, "worker", path="/health") >= 1
     assert observed(samples, "worker") == 0
