@@ -469,6 +469,14 @@ def bench_rss(folder, logs):
         report("rss", "resident memory, ~800 request series (+ one process group)",
                rss_bytes(exporter.process.pid) / 1e6, rss_bytes(mtail.process.pid) / 1e6, "MB",
                False, "<= 10 MB")
+        # What the resident set is made of: the process's own memory (heap, stacks) apart
+        # from file pages (the binary and its shared libraries, shared with other processes).
+        for name, pid in (("exporter", exporter.process.pid), ("mtail", mtail.process.pid)):
+            with open(f"/proc/{pid}/status") as f:
+                parts = {k: v.split()[0] for k, v in (l.split(":", 1) for l in f)
+                         if k in ("RssAnon", "RssFile", "RssShmem")}
+            print(f"  {name}: " + ", ".join(f"{k} {int(v) / 1000:.1f} MB"
+                                            for k, v in parts.items()))
     finally:
         exporter.stop()
         mtail.stop()
