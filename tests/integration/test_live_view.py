@@ -146,6 +146,17 @@ def test_api_values_equal_prometheus(tmp_path, app):
         # and the scrape's): the app's CPU time moves while it serves, its memory barely.
         assert ours["cpu_percent"] == pytest.approx(theirs["cpu_percent"], rel=0.15, abs=1.0)
         assert ours["resident_bytes"] == pytest.approx(theirs["resident_bytes"], rel=0.02)
+        # The status breakdown, class by class, as sum(rate(...{status_code=~"2.."})).
+        for name in ("2xx", "4xx", "5xx"):
+            theirs_class = promql(f'sum(rate(fastapi_requests_total{{{selector},'
+                                  f'status_code=~"{name[0]}.."}}[W]))')
+            assert ours["status_classes_per_second"][name] == pytest.approx(
+                theirs_class, rel=1 / (window - 1)), name
+        assert ours["status_classes_per_second"]["2xx"] >= 170 / window * 0.999
+        # All services together (here the one there is): the same sums.
+        together = api(exporter, "/api/v1/series", range=300, window=window, at=at)["current"]
+        for key in ("requests_per_second", "average_duration_seconds", "p60_seconds"):
+            assert together[key] == pytest.approx(ours[key], rel=1e-6), key
     finally:
         if prometheus:
             prometheus.stop()

@@ -162,6 +162,14 @@ def test_prometheus_scrapes_over_https_with_basic_auth(tmp_path, pki):
         assert status == 200
         scrapes = re.search(rb"fastapi_exporter_scrapes_total (\d+)", body)
         assert int(scrapes.group(1)) >= 20
+        # The live view's page and API are behind the same TLS and password.
+        for path in ("/", "/api/v1/services", "/api/v1/series?range=300", "/api/v1/logs"):
+            assert https_get(exporter.port, path, pki, "prometheus", "wrong")[0] == 401, path
+            status, headers, body, _ = https_get(exporter.port, path, pki, "prometheus",
+                                                 PASSWORD)
+            assert status == 200, (path, body[:200])
+            assert headers["Content-Type"].startswith(
+                "text/html" if path == "/" else "application/json"), path
         assert exporter.process.poll() is None
     finally:
         if prometheus:
