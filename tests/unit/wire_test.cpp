@@ -508,6 +508,115 @@ TEST(Wire, TheConnectionTableIsCapped) {
   EXPECT_EQ(reassembler.stats().connections_refused, 6u);
 }
 
+TEST(Wire, MoreSegmentsBehindAHoleThanTheQueueHoldsResynchronise) {
+  PcapFile file(65535);
+  Conversation c(file, 40016);
+  c.Handshake(1000);
+  const uint32_t hole = c.client_seq();
+  // 10 bytes never seen, then 33 segments behind them (the queue holds 32).
+  for (uint32_t i = 0; i < 33; ++i) c.ClientAt(hole + 10 + i * 4, "abcd", 2000, c.server_seq());
+  Result result;
+  Replay(file.Close(), result);
+  EXPECT_EQ(result.stats.out_of_order, 32u);
+  EXPECT_EQ(Desyncs(result, DesyncReason::kGap), 1u);
+  EXPECT_TRUE(result.sink.requests.empty());
+}
+
+TEST(Wire, RequestsPipelinedBeyondTheCapAndOverLongTargetsAreUnparsable) {
+  // 33 requests in one segment before any response: the 33rd is one more than a
+  // connection keeps waiting (32); the stream is counted unparsable and resynchronised.
+  std::string pipelined;
+  for (int i = 0; i < 33; ++i) pipelined += "GET /p" + std::to_string(i) + " HTTP/1.1\r\n\r\n";
+  PcapFile file(65535);
+  Conversation c(file, 40017);
+  c.Handshake(1000);
+  c.Client(pipelined, 2000);
+  // A request target of 9 KiB (over the 8 KiB kept) on another connection.
+  Conversation d(file, 40018);
+  d.Handshake(1000);
+  d.Client("GET /" + std::string(9 * 1024, 'a') + " HTTP/1.1\r\n\r\n", 2000);
+  d.Server(Response(200, "x"), 3000);
+  d.Client("GET /after HTTP/1.1\r\n\r\n", 4000);
+  d.Server(Response(200, "y"), 5000);
+  Result result;
+  Replay(file.Close(), result);
+  EXPECT_EQ(result.sink.unparsable[std::size_t(Direction::kToServer)], 2u);
+  EXPECT_EQ(Desyncs(result, DesyncReason::kUnparsable), 2u);
+  EXPECT_EQ(result.sink.requests, (std::vector<std::string>{"GET /after 200 4000-5000"}));
+}
+
+// The same TCP segment in every link type a capture gives (Ethernet, VLAN, Linux cooked v1
+// and v2 from the "any" interface, raw IP), over IPv4 and IPv6: the same ports, sequence
+// numbers, flags and payload.
+TEST(Wire, EveryLinkTypeAndIpv6DecodeToTheSameSegment) {
+  const std::string payload = "GET / HTTP/1.1\r\n\r\n";
+  std::vector<uint8_t> tcp(20, 0);
+  Put16(tcp, 0, 40019);
+  Put16(tcp, 2, kServerPort);
+  Put32(tcp, 4, 1234);
+  Put32(tcp, 8, 5678);
+  tcp[12] = 5 << 4;
+  tcp[13] = kAck | kFin;
+  tcp.insert(tcp.end(), payload.begin(), payload.end());
+  std::vector<uint8_t> ipv4(20, 0);
+  ipv4[0] = 0x45;
+  Put16(ipv4, 2, uint32_t(20 + tcp.size()));
+  ipv4[8] = 64;
+  ipv4[9] = 6;
+  ipv4[12] = 127, ipv4[15] = 1, ipv4[16] = 127, ipv4[19] = 2;
+  ipv4.insert(ipv4.end(), tcp.begin(), tcp.end());
+  std::vector<uint8_t> ipv6(40, 0);
+  ipv6[0] = 0x60;
+  Put16(ipv6, 4, uint32_t(tcp.size()));
+  ipv6[6] = 6;
+  ipv6[7] = 64;
+  ipv6[23] = 1;  // ::1
+  ipv6[39] = 1;
+  ipv6.insert(ipv6.end(), tcp.begin(), tcp.end());
+  auto wrap = [](std::vector<uint8_t> head, const std::vector<uint8_t>& ip) {
+    head.insert(head.end(), ip.begin(), ip.end());
+    return head;
+  };
+  for (const bool v6 : {false, true}) {
+    const std::vector<uint8_t>& ip = v6 ? ipv6 : ipv4;
+    const uint16_t ethertype = v6 ? 0x86dd : 0x0800;
+    std::vector<uint8_t> ethernet(14, 0), vlan(18, 0), sll(16, 0), sll2(20, 0);
+    Put16(ethernet, 12, ethertype);
+    Put16(vlan, 12, 0x8100);
+    Put16(vlan, 16, ethertype);
+    Put16(sll, 14, ethertype);
+    Put16(sll2, 0, ethertype);
+    const std::pair<int, std::vector<uint8_t>> frames[] = {
+        {DLT_EN10MB, wrap(ethernet, ip)},
+        {DLT_EN10MB, wrap(vlan, ip)},
+        {DLT_LINUX_SLL, wrap(sll, ip)},
+        {DLT_LINUX_SLL2, wrap(sll2, ip)},
+        {DLT_RAW, ip},
+    };
+    for (const auto& [linktype, frame] : frames) {
+      SCOPED_TRACE(std::to_string(linktype) + (v6 ? " IPv6" : " IPv4"));
+      TcpSegment segment;
+      ASSERT_EQ(DecodeFrame(linktype, frame.data(), uint32_t(frame.size()), segment),
+                Decoded::kTcp);
+      EXPECT_EQ(segment.src_port, 40019);
+      EXPECT_EQ(segment.dst_port, kServerPort);
+      EXPECT_EQ(segment.seq, 1234u);
+      EXPECT_EQ(segment.ack, 5678u);
+      EXPECT_EQ(segment.flags, kAck | kFin);
+      EXPECT_EQ(segment.length, payload.size());
+      EXPECT_EQ(std::string(reinterpret_cast<const char*>(segment.payload), segment.captured),
+                payload);
+      EXPECT_EQ(segment.src[15], 1);
+      EXPECT_EQ(segment.dst[15], v6 ? 1 : 2);
+      EXPECT_EQ(segment.src[10], v6 ? 0 : 0xff);  // IPv4 as ::ffff:a.b.c.d
+      // Cut inside the TCP header, as a too-small snap length would: malformed, not TCP.
+      EXPECT_EQ(
+          DecodeFrame(linktype, frame.data(), uint32_t(frame.size() - payload.size() - 1), segment),
+          Decoded::kMalformed);
+    }
+  }
+}
+
 TEST(Wire, RequestLineStartsAreTheMethodsHttpParserKnows) {
   auto starts = [](std::string_view text) {
     return StartsRequestLine(reinterpret_cast<const uint8_t*>(text.data()), uint32_t(text.size()));
