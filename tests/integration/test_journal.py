@@ -4,17 +4,21 @@ and a rotated journal file, and --oneshot against the same lines in a plain file
 
 import collections
 import os
+import pathlib
 import re
 import signal
 import struct
 import subprocess
 import time
+import uuid
 
 import pytest
 
 from exporter import BIN, Exporter, parse_samples, wait_until
 
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
+JOURNALD_SOCKET = "/run/systemd/journal/socket"
+MACHINE_ID = pathlib.Path("/etc/machine-id")
 
 pytestmark = pytest.mark.skipif(not os.access(JOURNAL_REMOTE, os.X_OK),
                                 reason="systemd-journal-remote is not installed")
@@ -47,18 +51,20 @@ class Journal:
 class Requests:
     """Uvicorn access lines for known requests, with the counts they must give."""
 
-    def __init__(self):
+    def __init__(self, unit="api.service"):
+        self.unit = unit  # the unit whose entries are counted
         self.expected = collections.Counter()
         self.n = 0
 
-    def make(self, count, unit="api.service", method=None, status=None):
+    def make(self, count, unit=None, method=None, status=None):
+        unit = unit or self.unit
         entries = []
         for _ in range(count):
             self.n += 1
             method_n, status_n = method or METHODS[self.n % 3], status or STATUSES[self.n % 4]
             entries.append((unit, f'INFO:     127.0.0.1:{40000 + self.n % 1000} - '
                                   f'"{method_n} /api/users/{self.n} HTTP/1.1" {status_n} X'))
-            if unit == "api.service":
+            if unit == self.unit:
                 self.expected[(method_n, "/api/users/{user_id}", str(status_n))] += 1
             if self.n % 10 == 0:  # the server's own lines, in the same stream
                 entries.append((unit, f"INFO:     Started server process [{self.n}]"))
@@ -201,7 +207,7 @@ services:
     assert self_metric(samples, "fastapi_exporter_log_lines_total", "journal") == len(lines)
 
 
-@pytest.mark.skipif(not os.path.exists("/run/systemd/journal/socket"),
+@pytest.mark.skipif(not os.path.exists(JOURNALD_SOCKET),
                     reason="no running journald on this machine")
 def test_oneshot_reads_the_running_system_journal(tmp_path):
     """Where journald runs: entries sent with systemd-cat under an identifier of this test's
@@ -229,3 +235,68 @@ services:
     wait_until(lambda: sum(counted().values()) == 5, timeout=15, interval=0.5,
                what="the entries in the system journal")
     assert counted() == {("GET", "/api/users/{user_id}", "200"): 5}
+
+
+@pytest.mark.skipif(os.path.exists(JOURNALD_SOCKET),
+                    reason="journald runs here: test_oneshot_reads_the_running_system_journal "
+                           "covers the system journal, and no test writes into a live one")
+@pytest.mark.skipif(os.geteuid() != 0, reason="writing to /run/log/journal needs root")
+def test_oneshot_without_a_path_reads_the_system_journal_where_no_journald_runs(tmp_path):
+    """The config the README recommends, `journal: {unit: X}` and no path, opens the system
+    journal (sd_journal_open, SD_JOURNAL_LOCAL_ONLY), which CI has no journald to fill: a
+    journal file written by systemd-journal-remote into the local machine's volatile journal
+    folder, /run/log/journal/<machine-id>/, stands for journald's, and its entries of the unit
+    are counted exactly. Everything the test creates is removed, whatever happens."""
+    created = []  # removed in reverse order: files before their folders
+    original_id = MACHINE_ID.read_bytes() if MACHINE_ID.exists() else None
+    try:
+        if original_id is None or not re.fullmatch(rb"[0-9a-f]{32}\n?", original_id):
+            # A container image may have none (or "uninitialized"): LOCAL_ONLY then has no
+            # machine folder to read, and journal-remote no machine to stamp in the file.
+            MACHINE_ID.write_text(uuid.uuid4().hex + "\n")
+        folder = pathlib.Path("/run/log/journal") / MACHINE_ID.read_text().strip()
+        for path in [folder.parent.parent, folder.parent, folder]:
+            if not path.exists():
+                path.mkdir()
+                created.append(path)
+        unit = f"fe-test-{os.getpid()}-{time.monotonic_ns()}.service"
+        requests = Requests(unit)
+        entries = requests.make(200) + requests.make(40, unit="other.service")
+        journal_file = folder / f"{unit}.journal"
+        created.append(journal_file)
+        Journal(tmp_path).append(journal_file, entries)
+        messages = [message for entry_unit, message in entries if entry_unit == unit]
+        # journalctl (LOCAL_ONLY by default too) finds them in the system journal: the file
+        # is where sd-journal looks without a path, not merely a file the daemon was shown.
+        shown = subprocess.run(["journalctl", "--no-pager", "-o", "cat", f"_SYSTEMD_UNIT={unit}"],
+                               capture_output=True, text=True, check=True, timeout=60)
+        assert shown.stdout.splitlines() == messages
+        (tmp_path / "config.yaml").write_text(f"""positions_file: {tmp_path}/positions.yaml
+services:
+  - name: api
+    access_logs:
+      - journal: {{unit: {unit}}}
+        format: uvicorn
+    routes: ['/api/users/{{user_id}}']
+""")
+        result = subprocess.run([BIN, f"--config.file={tmp_path}/config.yaml", "--oneshot"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        samples = parse_samples(result.stdout)
+        assert counts(samples, "api") == requests.expected
+        assert sum(requests.expected.values()) == 200
+        # The source with no path: its label names the match alone.
+        assert self_metric(samples, "fastapi_exporter_log_lines_total", "api",
+                           source=f"journal:_SYSTEMD_UNIT={unit}") == len(messages)
+        assert self_metric(samples, "fastapi_exporter_log_parse_errors_total", "api",
+                           reason="not_access_line") == len(messages) - 200
+    finally:
+        for path in reversed(created):
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+        if original_id is None:
+            MACHINE_ID.unlink(missing_ok=True)
+        elif MACHINE_ID.read_bytes() != original_id:
+            MACHINE_ID.write_bytes(original_id)
