@@ -121,29 +121,35 @@ def test_follows_appends_and_rotation_across_sigterm_and_restart_counting_each_e
         total += api_lines(batch)
         wait_until(lambda: counted() == total, what="entries appended while following")
         first_run = counts(exporter.scrape(), "api")
-        # SIGTERM while entries are still arriving: whatever was read is saved, the rest is
-        # read after the restart. They are all one request kind, so that the part the first
-        # run counted (its shutdown line says how many) is known by kind too.
-        batch = requests.make(2000, method="PUT", status=202)
-        journal.append(current, batch)
-        total += api_lines(batch)
+        # SIGTERM in the middle of a batch: its first chunks are written while the daemon
+        # reads them, the rest while it is stopped. The batch is all one request kind, so
+        # that the part the first run counted (its shutdown line says how many) is known by
+        # kind too.
+        put = ("PUT", "/api/users/{user_id}", "202")
+        chunks = [requests.make(100, method="PUT", status=202) for _ in range(20)]
+        journal.append(current, chunks[0])
+        wait_until(lambda: counted() > total, what="the first chunk of the batch being read")
+        # No wait for these two: the daemon may be reading them when the SIGTERM comes.
+        for chunk in chunks[1:3]:
+            journal.append(current, chunk)
         assert exporter.stop() == 0
     first_run_total = int(re.search(r"service api: (\d+) requests",
                                     exporter.log_path.read_text()).group(1))
-    first_run[("PUT", "/api/users/{user_id}", "202")] += \
-        first_run_total - sum(first_run.values())
+    first_run[put] = first_run_total - sum(first_run.values())
+    assert 0 < first_run[put] < requests.expected[put] == 2000
+    for chunk in chunks[3:]:
+        journal.append(current, chunk)
     # Written while stopped, to the current file and to a new one (journald rotating).
-    batch = requests.make(150)
-    journal.append(current, batch)
-    total += api_lines(batch)
-    batch = requests.make(150) + requests.make(30, unit="other.service")
-    journal.append(folder / "system@0001-0002.journal", batch)
-    total += api_lines(batch)
+    journal.append(current, requests.make(150))
+    journal.append(folder / "system@0001-0002.journal",
+                   requests.make(150) + requests.make(30, unit="other.service"))
     exporter.log_path.unlink()
     with exporter:
-        batch = requests.make(100)
-        journal.append(folder / "system@0001-0002.journal", batch)
-        total += api_lines(batch)
+        # journald keeps a line with a NUL byte as a blob: skipped, not parsed.
+        journal.append(folder / "system@0001-0002.journal",
+                       requests.make(50) + [("api.service", 'INFO:     1.2.3.4:5 - "GET '
+                                             '/api/users/1 HTTP/1.1" 200 OK\x00')]
+                       + requests.make(50))
         wait_until(lambda: self_metric(exporter.scrape(), "fastapi_exporter_log_requests_total",
                                        "api") == sum(requests.expected.values()) - first_run_total,
                    timeout=20, what="the entries written while stopped and after the restart")
@@ -165,6 +171,9 @@ def test_follows_appends_and_rotation_across_sigterm_and_restart_counting_each_e
         samples = exporter.scrape()
         assert first_run + counts(samples, "api") == requests.expected
         assert self_metric(samples, "fastapi_exporter_log_journal_cursor_lost_total", "api") == 0
+        for reason in ["binary_message", "missing_field", "line_too_long"]:
+            assert self_metric(samples, "fastapi_exporter_log_parse_errors_total", "api",
+                               reason=reason) == (reason == "binary_message")
         assert self_metric(samples, "fastapi_exporter_log_journal_lag_seconds", "api") == 0
     # The counters start from zero on a restart: the exact totals above were counted across
     # two runs, joined by the cursor saved with the file positions.
