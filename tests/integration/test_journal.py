@@ -180,6 +180,56 @@ def test_follows_appends_and_rotation_across_sigterm_and_restart_counting_each_e
     assert "journals:" in (tmp_path / "state" / "positions.yaml").read_text()
 
 
+@pytest.mark.parametrize("start_at", ["beginning", "end"])
+def test_a_lost_cursor_is_counted_and_logged_and_reading_starts_as_start_at_says(
+        tmp_path, start_at):
+    """The journal file holding the saved cursor is deleted while the daemon is stopped (a
+    vacuum): the restart warns, counts it once, and reads the remaining journal from its
+    oldest entry (beginning) or only what comes after the start (end)."""
+    folder = tmp_path / "journal"
+    folder.mkdir()
+    journal, requests = Journal(tmp_path), Requests()
+    exporter = Exporter(tmp_path, CONFIG.format(tmp=tmp_path).replace(
+        "start_at: beginning", f"start_at: {start_at}"))
+    from_beginning = start_at == "beginning"
+
+    def write(file, count):
+        """Appends count requests (and the server's own lines); returns their counts."""
+        before = requests.expected.copy()
+        journal.append(file, requests.make(count))
+        return requests.expected - before
+
+    vacuumed = folder / "system@0001-0001.journal"
+    before_start = write(vacuumed, 100)
+    with exporter:
+        while_running = write(vacuumed, 100)
+        expected = while_running + (before_start if from_beginning else collections.Counter())
+        wait_until(lambda: counts(exporter.scrape(), "api") == expected,
+                   what="the first run's entries")
+        assert self_metric(exporter.scrape(), "fastapi_exporter_log_journal_cursor_lost_total",
+                           "api") == 0
+    assert "no longer in the journal" not in exporter.log_path.read_text()
+    assert "journals:" in (tmp_path / "state" / "positions.yaml").read_text()
+    vacuumed.unlink()
+    current = folder / "system.journal"
+    while_stopped = write(current, 150)
+    exporter.log_path.unlink()
+    with exporter:
+        after_start = write(current, 50)
+        expected = after_start + (while_stopped if from_beginning else collections.Counter())
+        # The entries written while stopped come first in the file: had start_at end read
+        # them, they would be counted by the time the later ones are.
+        wait_until(lambda: counts(exporter.scrape(), "api") == expected,
+                   what="the entries after the lost cursor")
+        samples = exporter.scrape()
+        assert counts(samples, "api") == expected
+        assert self_metric(samples, "fastapi_exporter_log_journal_cursor_lost_total",
+                           "api") == 1
+    log = exporter.log_path.read_text()
+    assert log.count("the saved cursor's entry is no longer in the journal") == 1, log
+    assert f"reading from the {'oldest entry' if from_beginning else 'next new entry'}" in log
+
+
 def test_oneshot_over_a_journal_file_counts_as_over_the_same_lines_in_a_plain_file(tmp_path):
     requests = Requests()
     entries = requests.make(3000)
