@@ -1,6 +1,7 @@
 """The journal source through the shipped daemon (issue #12): real journal files written by
-systemd-journal-remote, followed while entries are appended, across a SIGTERM and a restart
-and a rotated journal file, and --oneshot against the same lines in a plain file."""
+systemd-journal-remote, followed while entries are appended, across a SIGTERM mid-batch and a
+restart and a rotated journal file, a lost cursor, --oneshot against the same lines in a plain
+file, and the system journal (no path) read from /run/log/journal where no journald runs."""
 
 import collections
 import os
