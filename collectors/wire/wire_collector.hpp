@@ -22,7 +22,8 @@ struct WireOptions {
   std::string proc_root = "/proc";
   std::string cgroup_root = "/sys/fs/cgroup";
   // The live view's Logger Stream: the rings shared with the access-log collector (a
-  // service is read from one source only), null for none; `recent_lines` slots per service.
+  // service is read from one source only), null for none; each of `recent_lines_capacity`
+  // lines.
   std::shared_ptr<history::RecentLinesRegistry> recent_lines;
   std::size_t recent_lines_capacity = 1000;
 };
