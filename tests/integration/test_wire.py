@@ -29,14 +29,14 @@ SERVICE = "api"
 FRESH = [
     ("GET", "/api/users/{}", 200, 10, "/api/users/{user_id}", 0.0),
     ("POST", "/api/items", 201, 8, "/api/items", 0.0),
-    ("GET", "/api/slow?ms=30", 200, 5, "/api/slow", 0.030),
+    ("GET", "/api/slow?ms=30", 200, 10, "/api/slow", 0.030),
     # No known delay: handling the exception took ~10 ms of some requests here. Compared
     # with the client's clock only. Fresh, as uvicorn closes the connection after a 500.
     ("GET", "/api/error", 500, 6, "/api/error", None),
 ]
 # Sent after the first scrape, so that the difference between two scrapes of /api/slow's
 # histogram holds these alone: a second known delay on the same route.
-FRESH_LATER = [("GET", "/api/slow?ms=90", 200, 5, "/api/slow", 0.090)]
+FRESH_LATER = [("GET", "/api/slow?ms=90", 200, 10, "/api/slow", 0.090)]
 # Over one keep-alive connection, on (method, route, status) combinations of their own:
 # (method, target, status, times, route). Their durations are compared with the client's
 # clock, not with a known delay: uvicorn started with --workers stalls ~40 ms on such a
@@ -124,19 +124,20 @@ def test_requests_on_the_wire_count_exactly_with_their_durations(tmp_path, uvico
     require_capture()
     app, url, log = uvicorn_app
     port = int(url.rsplit(":", 1)[1])
-    # The box may be shared (a developer's): ahead of other work, the app's time is its
-    # known delay and the client's clock reads the app's time, not their waits for a core.
-    # Without CAP_SYS_NICE (Docker's default set) they run as they are.
-    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    # The box may be shared (a developer's, with fuzzers at nice 19): ahead of other work,
+    # the app's time is its known delay and the client's clock reads the app's time, not
+    # their waits for a core (nice -10 was not enough under EEVDF). Round-robin at the lowest
+    # real-time priority; not inherited by the exporter. Without CAP_SYS_NICE (Docker's
+    # default set) they run as they are.
     try:
         for pid in [0] + descendants(app.pid):
-            os.setpriority(os.PRIO_PROCESS, pid, -10)
+            os.sched_setscheduler(pid, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(1))
     except PermissionError:
         pass
     try:
         run_wire_traffic(tmp_path, url, log, port)
     finally:
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 def run_wire_traffic(tmp_path, url, log, port):
@@ -178,6 +179,7 @@ services:
         # The later fresh requests interleaved with the keep-alive ones: the connection stays
         # open while others come and go.
         keep_alive = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        keep_alive.connect()  # not timed: the wire does not measure the handshake
         for i in range(max(len(later), len(kept))):
             if i < len(later):
                 send_fresh(port, *later[i], client_seconds)
@@ -242,18 +244,18 @@ services:
         assert duration(samples, method, route, status)[1] == expected[(method, route, status)]
 
     # Fresh connections: each route's mean within 5 ms of its known delay, and of what the
-    # client measured. /api/slow twice: its first 5 requests (30 ms) from the first scrape,
-    # the next 5 (90 ms) from the difference between the two.
+    # client measured. /api/slow twice: its first 10 requests (30 ms) from the first scrape,
+    # the next 10 (90 ms) from the difference between the two.
     slow_total, slow_count = duration(before, "GET", "/api/slow", 200)
     slow_client = {0.030: slow_client_before,
                    0.090: client_seconds[("GET", "/api/slow", "200")] - slow_client_before}
     means = {0.030: slow_total / slow_count}
     total, count = duration(samples, "GET", "/api/slow", 200)
     means[0.090] = (total - slow_total) / (count - slow_count)
-    assert (slow_count, count) == (5, 10)
+    assert (slow_count, count) == (10, 20)
     for delay, mean in means.items():
         assert abs(mean - delay) < 0.005, ("/api/slow", delay, mean, each["slow"],
-                                           slow_client[delay] / 5)
+                                           slow_client[delay] / 10)
     for method, _, status, _, route, delay in FRESH:
         if route == "/api/slow":
             continue
