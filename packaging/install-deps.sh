@@ -30,7 +30,7 @@ test_deps=(
   chromium                        # the live view's browser test (headless)
 )
 
-bench_deps=(mtail prometheus-process-exporter wrk tcpdump)  # the peers measured beside the exporter
+bench_deps=(mtail prometheus-process-exporter wrk tcpdump nginx)  # the peers measured beside the exporter; nginx: the wire capture's ceiling
 
 wanted=("${build_deps[@]}")
 [[ "${1:-}" == "--with-run" ]] && wanted+=("${run_deps[@]}")
