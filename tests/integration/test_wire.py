@@ -194,7 +194,7 @@ services:
                    timeout=20, what=f"{counted} requests read off the wire")
         # The excluded /health requests come last: their responses may still be on the way.
         wait_until(lambda: exporter.value("fastapi_exporter_wire_excluded_total",
-                                          service=SERVICE) == 2,
+                                          service=SERVICE) >= 2,
                    timeout=20, what="the two /health requests read off the wire")
         samples = exporter.scrape()
 
@@ -283,8 +283,11 @@ services:
 
     # Nothing lost or doubled: the access log was not counted, no stream was unreadable.
     assert not any(name == "fastapi_exporter_log_requests_total" for name, _ in samples)
+    # The two /health requests, and the exporter's own fetch of /openapi.json (excluded: not
+    # the service's traffic) when the capture opened before that fetch was sent: the two
+    # start together, in either order.
     assert samples[("fastapi_exporter_wire_excluded_total",
-                    frozenset({"service": SERVICE}.items()))] == 2
+                    frozenset({"service": SERVICE}.items()))] in (2, 3)
     for (name, labels), value in samples.items():
         if name in ("fastapi_exporter_wire_unparsable_streams_total",
                     "fastapi_exporter_wire_kernel_drops_total",
