@@ -138,7 +138,16 @@ void TcpReassembler::Handle(const TcpSegment& segment) {
       Desync(connection, DesyncReason::kGap);
     }
   }
-  if (connection.desynced && !TryResync(connection, segment)) return;
+  if (connection.desynced && !TryResync(connection, segment)) {
+    // Its bytes are not followed until a request starts, but its end is: with both FINs seen
+    // it is closed, rather than counted open until it idles out (10 min).
+    if (fin) half.fin_seen = true;
+    if (connection.halves[0].fin_seen && connection.halves[1].fin_seen) {
+      connection.consumer->OnClose(CloseReason::kFin);
+      table_.erase(it);
+    }
+    return;
+  }
   if (!half.known) {
     Desync(connection, DesyncReason::kGap);
     return;

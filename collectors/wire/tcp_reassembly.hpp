@@ -117,6 +117,7 @@ class TcpReassembler {
   struct Half {
     bool known = false;     // next is set
     bool ended = false;     // FIN delivered
+    bool fin_seen = false;  // a FIN seen while the connection was out of step
     uint32_t next = 0;      // the next sequence number to deliver
     bool seen = false;      // end_seen is set
     uint32_t end_seen = 0;  // the highest sequence end seen, delivered or not

@@ -416,6 +416,21 @@ TEST(Wire, CaptureStartingMidConnectionWaitsForARequestBoundary) {
   EXPECT_EQ(AllDesyncs(result), 1u);
 }
 
+TEST(Wire, AConnectionOutOfStepIsClosedByItsTwoFins) {
+  PcapFile file(65535);
+  Conversation c(file, 40020);
+  // Seen from the middle of a response: out of step, and no request follows before the end.
+  c.Server("the rest of a body", 1000);
+  c.Close(2000);
+  Conversation d(file, 40021);
+  d.Server("more of a body", 1000);
+  Result result;
+  Replay(file.Close(), result);
+  EXPECT_EQ(Desyncs(result, DesyncReason::kMidStream), 2u);
+  EXPECT_EQ(result.open_connections, 1u);  // d: still open, no FIN
+  EXPECT_TRUE(result.sink.requests.empty());
+}
+
 TEST(Wire, MidStreamRequestWhileTheServerStillSendsIsNotAResyncPoint) {
   PcapFile file(65535);
   Conversation c(file, 40011);
