@@ -848,6 +848,21 @@ def start_uvicorn(port, *extra):
     return app
 
 
+def start_wire_capture(folder, port):
+    """The exporter capturing `port` (wire source) and, beside it, tcpdump writing the same
+    traffic to /dev/null: (exporter, its url, tcpdump's process), both capturing."""
+    exporter, url = start_exporter(folder, f"""services:
+  - name: api
+    wire: {{ports: [{port}]}}
+""")
+    wait_for(lambda: metric_sum(get(url), "fastapi_exporter_wire_capture_up") == 1, 10)
+    tcpdump = subprocess.Popen(["tcpdump", "-i", "any", "-s", "2048", "-w", "/dev/null",
+                                f"tcp port {port}"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    return exporter, url, tcpdump
+
+
 def bench_wire(folder):
     """The wire source (needs root): CPU per 1,000 requests/s captured beside tcpdump writing
     the same traffic to /dev/null in the same run; kernel drops at the highest rate wrk
@@ -870,15 +885,7 @@ def bench_wire(folder):
     port = free_port()
     app = start_uvicorn(port, "--workers", "2", "--timeout-keep-alive", "600")
     try:
-        exporter, url = start_exporter(folder, f"""services:
-  - name: api
-    wire: {{ports: [{port}]}}
-""")
-        wait_for(lambda: metric_sum(get(url), "fastapi_exporter_wire_capture_up") == 1, 10)
-        tcpdump = subprocess.Popen(["tcpdump", "-i", "any", "-s", "2048", "-w", "/dev/null",
-                                    f"tcp port {port}"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        time.sleep(1.0)
+        exporter, url, tcpdump = start_wire_capture(folder, port)
         seconds = 5 if QUICK else 10
         before = (cpu_seconds(exporter.process.pid), cpu_seconds(tcpdump.pid),
                   metric_sum(get(url), "fastapi_exporter_wire_requests_total"))
@@ -975,15 +982,7 @@ http {{
     try:
         if not wait_for(lambda: _http_ok(f"http://127.0.0.1:{port}/"), 10):
             raise RuntimeError("nginx did not come up")
-        exporter, url = start_exporter(folder, f"""services:
-  - name: api
-    wire: {{ports: [{port}]}}
-""")
-        wait_for(lambda: metric_sum(get(url), "fastapi_exporter_wire_capture_up") == 1, 10)
-        tcpdump = subprocess.Popen(["tcpdump", "-i", "any", "-s", "2048", "-w", "/dev/null",
-                                    f"tcp port {port}"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        time.sleep(1.0)
+        exporter, url, tcpdump = start_wire_capture(folder, port)
         seconds, connections = 5, 16
         rounds = []
         for _ in range(ROUNDS):

@@ -72,6 +72,14 @@ class Requests:
         return entries
 
 
+def oneshot(tmp_path):
+    """--oneshot over tmp_path/config.yaml: its samples (it must exit 0)."""
+    result = subprocess.run([BIN, f"--config.file={tmp_path}/config.yaml", "--oneshot"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return parse_samples(result.stdout)
+
+
 def counts(samples, service):
     found = collections.Counter()
     for (name, labels), value in samples.items():
@@ -252,10 +260,7 @@ services:
         format: uvicorn
     routes: ['/api/users/{{user_id}}']
 """)
-    result = subprocess.run([BIN, f"--config.file={tmp_path}/config.yaml", "--oneshot"],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    samples = parse_samples(result.stdout)
+    samples = oneshot(tmp_path)
     assert counts(samples, "journal") == requests.expected
     assert counts(samples, "file") == requests.expected
     for name in ["fastapi_exporter_log_lines_total", "fastapi_exporter_log_requests_total"]:
@@ -286,10 +291,7 @@ services:
 """)
 
     def counted():
-        result = subprocess.run([BIN, f"--config.file={tmp_path}/config.yaml", "--oneshot"],
-                                capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, result.stderr
-        return counts(parse_samples(result.stdout), "api")
+        return counts(oneshot(tmp_path), "api")
 
     # journald stores what systemd-cat sent asynchronously.
     wait_until(lambda: sum(counted().values()) == 5, timeout=15, interval=0.5,
@@ -339,10 +341,7 @@ services:
         format: uvicorn
     routes: ['/api/users/{{user_id}}']
 """)
-        result = subprocess.run([BIN, f"--config.file={tmp_path}/config.yaml", "--oneshot"],
-                                capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, result.stderr
-        samples = parse_samples(result.stdout)
+        samples = oneshot(tmp_path)
         assert counts(samples, "api") == requests.expected
         assert sum(requests.expected.values()) == 200
         # The source with no path: its label names the match alone.
