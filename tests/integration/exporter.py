@@ -158,6 +158,17 @@ def kill_tree(process):
 EXAMPLE_APP = os.path.join(SOURCE, "examples", "fastapi-app")
 
 
+def wait_serving(url, what="uvicorn serving"):
+    """Waits until the example app at `url` answers /health (excluded from the request
+    metrics, so probes do not disturb them)."""
+    def up():
+        try:
+            return http_get(url + "/health", timeout=1)[0] == 200
+        except OSError:
+            return False
+    wait_until(up, timeout=30, what=what)
+
+
 def start_example_app(access_log, workers=2, service="fastapi-backend"):
     """The example FastAPI app under uvicorn on a free port, writing its JSON access log.
     Returns (process, base url) once it serves; stop it with kill_tree(process)."""
@@ -168,15 +179,8 @@ def start_example_app(access_log, workers=2, service="fastapi-backend"):
          "--workers", str(workers), "--no-access-log"],
         cwd=EXAMPLE_APP, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            # /health is excluded from the request metrics, so probes do not disturb them.
-            return http_get(url + "/health", timeout=1)[0] == 200
-        except OSError:
-            return False
     try:
-        wait_until(up, timeout=30, what="uvicorn serving")
+        wait_serving(url)
     except BaseException:
         kill_tree(app)
         raise

@@ -263,7 +263,8 @@ def test_gunicorn_uvicorn_worker_lines_are_uvicorns(tmp_path):
 def test_real_gunicorn_uvicorn_worker_ignores_access_logformat(tmp_path):
     """The same with a real gunicorn (Debian's) serving the example app through uvicorn's
     worker, asked for %(D)s: its access log has no duration, and reads as uvicorn's."""
-    from exporter import EXAMPLE_APP, PYTHON, free_port, http_get, kill_tree, wait_until
+    from exporter import EXAMPLE_APP, PYTHON, free_port, http_get, kill_tree, wait_until, \
+        wait_serving
     access = tmp_path / "gunicorn-access.log"
     port = free_port()
     env = dict(os.environ, ACCESS_LOG=str(tmp_path / "app.log"))
@@ -273,12 +274,7 @@ def test_real_gunicorn_uvicorn_worker_ignores_access_logformat(tmp_path):
          "--access-logformat", '%(h)s "%(r)s" %(s)s %(D)s', "app:app"],
         cwd=EXAMPLE_APP, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        def up():
-            try:
-                return http_get(f"http://127.0.0.1:{port}/health", timeout=1)[0] == 200
-            except OSError:
-                return False
-        wait_until(up, timeout=30, what="gunicorn serving")
+        wait_serving(f"http://127.0.0.1:{port}", what="gunicorn serving")
         assert http_get(f"http://127.0.0.1:{port}/api/users/3")[0] == 200
         assert http_get(f"http://127.0.0.1:{port}/api/users/5000")[0] == 404
         wait_until(lambda: access.exists() and

@@ -6,7 +6,7 @@ import subprocess
 import uuid
 
 from exporter import (BIN, EXAMPLE_APP, PYTHON, Exporter, free_port, http_get, kill_tree,
-                      parse_samples, wait_until)
+                      parse_samples, wait_serving, wait_until)
 
 ROUTES_TOOL = os.path.join(os.path.dirname(EXAMPLE_APP), "..", "tools", "fastapi-exporter-routes")
 
@@ -35,13 +35,7 @@ def start_app(tmp_path, port, access_log, module="app"):
         [PYTHON, "-m", "uvicorn", f"{module}:app", "--app-dir", app_dir, "--host", "127.0.0.1",
          "--port", str(port), "--workers", "2", "--no-access-log"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def up():
-        try:
-            return http_get(f"http://127.0.0.1:{port}/health", timeout=1)[0] == 200
-        except OSError:
-            return False
-    wait_until(up, timeout=30, what="uvicorn serving")
+    wait_serving(f"http://127.0.0.1:{port}")
     return process
 
 
