@@ -106,9 +106,12 @@ class Daemon {
                                                                         access_log_options);
     exposition_.Register("requests", access_logs_->request_metrics());
     if (flags_.oneshot) {
-      access_logs_->ReadOnce();
+      const std::vector<std::string> unread = access_logs_->ReadOnce();
       std::cout << exposition_.Render();
-      return 0;
+      // The metrics of what was read are printed either way; the exit status says whether
+      // that was everything, for scripts that check a config against its logs.
+      for (const std::string& reason : unread) spdlog::error("--oneshot did not read {}", reason);
+      return unread.empty() ? 0 : 1;
     }
     processes_ = std::make_shared<fe::process::ProcessCollector>(
         config.services,

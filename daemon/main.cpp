@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
                  "With --check-config: the file to check (instead of --config.file)");
   app.add_flag("--oneshot", flags.daemon.oneshot,
                "Read every configured access log from its start to its end, print the "
-               "resulting metrics to stdout and exit");
+               "resulting metrics to stdout and exit (status 1 if a log could not be read)");
   app.add_flag("--version", flags.version, "Print the version and exit");
   app.add_flag("--web.hash-password", flags.hash_password,
                "Read a password from standard input, print its bcrypt hash for "

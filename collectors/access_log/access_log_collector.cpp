@@ -197,7 +197,10 @@ class SourceState final : public SourceObserver, public JournalObserver {
 
   void OnLag(double seconds) override { journal_lag_->Set(seconds); }
   void OnCursorLost() override { journal_cursor_lost_->Increment(); }
-  void OnJournalError(const std::string& /*error*/) override { open_errors_->Increment(); }
+  void OnJournalError(const std::string& error) override {
+    open_errors_->Increment();
+    open_error_ = error;
+  }
 
   void OnBytesRead(uint64_t bytes) override { bytes_read_->Increment(double(bytes)); }
   void OnRotation(const std::string& path) override {
@@ -210,10 +213,12 @@ class SourceState final : public SourceObserver, public JournalObserver {
   }
   void OnOpenError(const std::string& path, const std::string& error) override {
     open_errors_->Increment();
+    open_error_ = path + ": " + error;
     spdlog::warn("service {}: cannot open access log {}: {}", service().name(), path, error);
   }
   void OnAbandoned(const std::string& /*path*/) override { abandoned_->Increment(); }
   void OnNoFile(const std::string& glob, const std::string& reason) override {
+    no_file_ = reason.empty() ? std::string() : glob + ": " + reason;
     if (reason.empty()) {
       spdlog::info("service {}: access log {} found", service().name(), glob);
     } else {
@@ -225,6 +230,11 @@ class SourceState final : public SourceObserver, public JournalObserver {
     files_->Set(double(open_files));
     bytes_unread_->Set(double(unread_bytes));
   }
+
+  // Why a file or journal of this source was not read ("/x.log: Permission denied"), empty if
+  // nothing was left out: a one-shot read must not pass over it in silence. Reading thread
+  // only.
+  const std::string& unread_reason() const { return open_error_.empty() ? no_file_ : open_error_; }
 
  private:
   SourceSetup setup_;
@@ -239,6 +249,8 @@ class SourceState final : public SourceObserver, public JournalObserver {
   Counter* abandoned_;
   Gauge* journal_lag_ = nullptr;            // journal sources only
   Counter* journal_cursor_lost_ = nullptr;  // journal sources only
+  std::string open_error_;  // the last file or journal that could not be opened, and why
+  std::string no_file_;     // the glob and why it matches no file, while it does not
 };
 
 }  // namespace
@@ -560,7 +572,7 @@ void AccessLogCollector::Reconfigure(const config::Config& config) {
   impl_->StartThread();
 }
 
-void AccessLogCollector::ReadOnce() {
+std::vector<std::string> AccessLogCollector::ReadOnce() {
   for (const auto& service : impl_->services) service->WaitForRoutes();
   // A pass reads at most max_bytes_per_poll of each file: go on until nothing is left.
   for (bool rescan = true; impl_->tailer->Poll(rescan) > 0; rescan = false) {
@@ -570,6 +582,13 @@ void AccessLogCollector::ReadOnce() {
     while (journal->Read()) {
     }
   }
+  std::vector<std::string> unread;
+  for (const auto& source : impl_->sources) {
+    if (source->unread_reason().empty()) continue;
+    unread.push_back(
+        fmt::format("service {}: {}", source->service().name(), source->unread_reason()));
+  }
+  return unread;
 }
 
 std::string AccessLogCollector::Health() const {

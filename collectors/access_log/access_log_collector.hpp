@@ -61,8 +61,11 @@ class AccessLogCollector {
   // finished first.
   void Reconfigure(const config::Config& config);
 
-  // Reads every log from its start to its end once, on the calling thread.
-  void ReadOnce();
+  // Reads every log from its start to its end once, on the calling thread. Returns what could
+  // not be read, one "service api: /var/log/api.log: Permission denied" per source (a glob
+  // that matches no file, a file that cannot be opened, a journal that cannot be opened);
+  // empty when everything configured was read.
+  [[nodiscard]] std::vector<std::string> ReadOnce();
 
   // Empty while the reading thread works (or is not meant to run); otherwise why not, e.g.
   // "the access-log reader stopped: ..." or "... is stuck: no pass for 130 s". Thread-safe.

@@ -1,13 +1,16 @@
 """The real daemon tailing logs that a concurrent writer rotates, truncates and re-creates."""
 
 import os
+import pwd
 import random
 import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from exporter import BIN, Exporter, parse_samples, wait_until
 
@@ -269,3 +272,71 @@ services:
         ("status_code", "200")}))]
     assert nginx_count == lines - lines // 10
     assert not (tmp_path / "positions.yaml").exists()  # one-shot leaves no state behind
+
+
+def test_oneshot_names_every_log_it_could_not_read_and_exits_1(tmp_path):
+    """A one-shot read that left a configured log out must not pass as a good one: a missing
+    file, a glob whose folder is missing, a file the exporter may not open and a journal
+    folder that is missing each get an error naming the service and the path, the exit status
+    is 1, and what could be read is still printed, exactly. Root reads any file, so as root a
+    copy of the exporter runs as nobody, from a folder of /tmp that nobody may enter."""
+    work = Path(tempfile.mkdtemp(prefix="fastapi-exporter-oneshot-"))
+    try:
+        work.chmod(0o755)
+        check_oneshot_errors(work)
+    finally:
+        shutil.rmtree(work)
+
+
+def check_oneshot_errors(work):
+    (work / "good.log").write_text(
+        'INFO:     127.0.0.1:5000 - "GET /api/users/1 HTTP/1.1" 200 OK\n'
+        'INFO:     127.0.0.1:5000 - "GET /api/users/2 HTTP/1.1" 500 Internal Server Error\n')
+    (work / "secret.log").write_text('INFO:     127.0.0.1:5000 - "GET / HTTP/1.1" 200 OK\n')
+    (work / "secret.log").chmod(0o000)
+    body = """
+  - name: {name}
+    access_logs:
+      - {source}
+        format: uvicorn
+    routes: ['/api/users/{{user_id}}']"""
+    sources = {"good": f"path: {work}/good.log",
+               "missing": f"path: {work}/missing.log",
+               "folder": f"path: {work}/nofolder/*.log",
+               "secret": f"path: {work}/secret.log",
+               "journal": f"journal: {{unit: api.service, path: {work}/nojournal}}"}
+
+    def run(names):
+        (work / "config.yaml").write_text(
+            f"positions_file: {work}/positions.yaml\nservices:" +
+            "".join(body.format(name=n, source=sources[n]) for n in names) + "\n")
+        (work / "config.yaml").chmod(0o644)
+        binary, as_nobody = BIN, {}
+        if os.geteuid() == 0:
+            binary = shutil.copy(BIN, work / "fastapi-exporter")
+            nobody = pwd.getpwnam("nobody")
+            as_nobody = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+        return subprocess.run([binary, f"--config.file={work}/config.yaml", "--oneshot"],
+                              capture_output=True, text=True, timeout=120, **as_nobody)
+
+    good = run(["good"])
+    assert good.returncode == 0, good.stderr
+    assert "--oneshot did not read" not in good.stderr
+
+    result = run(["good", "missing", "folder", "secret", "journal"])
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "--oneshot did not read" in line]
+    assert len(errors) == 4, result.stderr
+    assert any(f"service missing: {work}/missing.log: no file matches yet" in e for e in errors)
+    assert any(f"service folder: {work}/nofolder/*.log: folder {work}/nofolder: "
+               "No such file or directory" in e for e in errors), errors
+    assert any(f"service secret: {work}/secret.log: Permission denied" in e for e in errors)
+    assert any(f"service journal: {work}/nojournal: No such file or directory" in e
+               for e in errors), errors
+    samples = parse_samples(result.stdout)
+    for status, count in (("200", 1), ("500", 1)):
+        assert samples[("fastapi_requests_total", frozenset({
+            ("service", "good"), ("method", "GET"), ("path", "/api/users/{user_id}"),
+            ("status_code", status)}))] == count
+    assert not any(name == "fastapi_requests_total" and ("service", "secret") in labels
+                   for (name, labels) in samples)
