@@ -48,10 +48,13 @@ build-tsan: deps-test
 	cmake -S . -B $(BUILD_TSAN) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTAPI_EXPORTER_TSAN=ON $(WERROR)
 	cmake --build $(BUILD_TSAN)
 
-# The libFuzzer targets (clang 14, ASan + UBSan); see docs/fuzzing.md.
+# The libFuzzer targets (clang 14, ASan + UBSan); see docs/fuzzing.md. FUZZ_SANITIZERS=undefined
+# (in another BUILD_FUZZ) builds them for runs of many millions of executions.
+FUZZ_SANITIZERS ?= address,undefined
 build-fuzz: deps-test
 	CC=clang-14 CXX=clang++-14 cmake -S . -B $(BUILD_FUZZ) -G Ninja \
-	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTAPI_EXPORTER_FUZZ=ON $(WERROR)
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTAPI_EXPORTER_FUZZ=ON \
+	  -DFASTAPI_EXPORTER_FUZZ_SANITIZERS=$(FUZZ_SANITIZERS) $(WERROR)
 	cmake --build $(BUILD_FUZZ)
 
 # The other build types users and packagers pick, warning-free (compiled, not run: the tests
