@@ -76,6 +76,13 @@ struct SelfFamilies {
                            .Help("1 while the thread that reads the access logs runs.")
                            .Register(registry)
                            .Add({})),
+        inotify_overflows(
+            prometheus::BuildCounter()
+                .Name("fastapi_exporter_log_inotify_overflows_total")
+                .Help("Times inotify's queue overflowed (fs.inotify.max_queued_events) and "
+                      "every access log was rescanned: nothing is missed, it costs a rescan.")
+                .Register(registry)
+                .Add({})),
         positions_save_errors(
             prometheus::BuildCounter()
                 .Name("fastapi_exporter_log_positions_save_errors_total")
@@ -106,6 +113,7 @@ struct SelfFamilies {
   Family<Counter>& abandoned;
   Gauge& tailer_polling;
   Gauge& tailer_running;
+  Counter& inotify_overflows;
   Counter& positions_save_errors;
   Family<Gauge>& journal_lag;
   Family<Counter>& journal_cursor_lost;
@@ -130,11 +138,13 @@ namespace {
 
 class TailerState final : public TailerObserver {
  public:
-  explicit TailerState(Gauge& polling) : polling_(polling) {}
+  TailerState(Gauge& polling, Counter& overflows) : polling_(polling), overflows_(overflows) {}
   void OnPolling(bool polling) override { polling_.Set(polling ? 1 : 0); }
+  void OnInotifyOverflow() override { overflows_.Increment(); }
 
  private:
   Gauge& polling_;
+  Counter& overflows_;
 };
 
 // The key of a source's saved positions (files) or cursor (journal), stable across restarts
@@ -266,7 +276,7 @@ struct AccessLogCollector::Impl {
       : options(options),
         store(std::make_shared<RequestStore>(config.metric_prefix)),
         self(registry),
-        tailer_state(self.tailer_polling) {
+        tailer_state(self.tailer_polling, self.inotify_overflows) {
     Apply(config);
   }
 

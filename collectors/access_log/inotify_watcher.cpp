@@ -6,12 +6,23 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include <spdlog/spdlog.h>
 
 #include "collectors/access_log/discovery.hpp"
 
 namespace fastapi_exporter::access_log {
+namespace {
+
+// The first word of a /proc/sys file ("16384"), or "unknown".
+std::string ReadSysctl(const char* path) {
+  std::string value;
+  if (!(std::ifstream(path) >> value)) return "unknown";
+  return value;
+}
+
+}  // namespace
 
 InotifyWatcher::InotifyWatcher(bool use_inotify, std::chrono::milliseconds poll_interval,
                                TailerObserver* observer)
@@ -157,6 +168,7 @@ void InotifyWatcher::Drain(Wakeup& wakeup) {
       } else if (file_watch_users_.contains(event->wd)) {
         wakeup.relevant = true;  // a followed file was written
       }
+      if (event->mask & IN_Q_OVERFLOW) Overflowed();
       if (event->mask & IN_IGNORED) {
         std::erase_if(watches_, [&](const auto& watch) { return watch.second.watch == event->wd; });
         interest_.erase(event->wd);
@@ -165,6 +177,18 @@ void InotifyWatcher::Drain(Wakeup& wakeup) {
       p += sizeof(inotify_event) + event->len;
     }
   }
+}
+
+void InotifyWatcher::Overflowed() {
+  // Matters() has already asked for the rescan that finds whatever the lost events were.
+  if (!overflow_logged_) {
+    overflow_logged_ = true;
+    spdlog::warn(
+        "the inotify queue overflowed: changes came faster than they were read and every log "
+        "was rescanned; if this repeats, raise fs.inotify.max_queued_events (now {})",
+        ReadSysctl("/proc/sys/fs/inotify/max_queued_events"));
+  }
+  if (observer_) observer_->OnInotifyOverflow();
 }
 
 }  // namespace fastapi_exporter::access_log

@@ -79,6 +79,7 @@ class InotifyWatcher {
   bool Matters(int watch, uint32_t mask, std::string_view name) const;
   void DropFolderWatch(int watch);
   void Failed(const std::string& what, int error);
+  void Overflowed();
 
   std::chrono::milliseconds poll_interval_;
   TailerObserver* observer_;
@@ -88,6 +89,7 @@ class InotifyWatcher {
   std::map<int, int> file_watch_users_;         // file watch -> open files using it
   bool failed_ = false;                         // some folder or file is not watched
   bool polling_ = false;                        // last reported to the observer
+  bool overflow_logged_ = false;
   alignas(inotify_event) char events_[16 * 1024];
 };
 

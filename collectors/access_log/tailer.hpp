@@ -72,6 +72,10 @@ class TailerObserver {
   // True when changes are found by polling only, because inotify (or one of its watches) is
   // not available; called when that changes.
   virtual void OnPolling(bool /*polling*/) {}
+  // inotify's queue overflowed (more than fs.inotify.max_queued_events changes came before
+  // they were read) and its events were dropped: every log is rescanned, so nothing is
+  // missed, but a machine where this repeats needs a larger queue.
+  virtual void OnInotifyOverflow() {}
 };
 
 // Another input read on the tailer's thread (the journal), so that its lines go through the

@@ -66,6 +66,31 @@ TEST_F(InotifyWatcherTest, FilesAppearingInAWatchedFolderCallForARescan) {
   EXPECT_EQ(observer.calls, 0);
 }
 
+TEST_F(InotifyWatcherTest, AnOverflowingQueueCallsForARescanAndIsReportedOnce) {
+  InotifyWatcher watcher(true, 1s, &observer);
+  watcher.WatchFolder(dir);
+  // More files created than the queue holds (the kernel's limit for every instance, read
+  // from where the kernel takes it), none of them read yet: the queue ends in one
+  // IN_Q_OVERFLOW, and the events past it are gone.
+  long limit = 0;
+  ASSERT_TRUE(std::ifstream("/proc/sys/fs/inotify/max_queued_events") >> limit);
+  ASSERT_LT(limit, 200'000) << "too many files for a unit test";
+  for (long i = 0; i <= limit; ++i) {
+    const int fd = ::open(Path("f" + std::to_string(i)).c_str(), O_CREAT | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0);
+    ::close(fd);
+  }
+  const auto overflowed = Drain(watcher);
+  EXPECT_TRUE(overflowed.structural);
+  EXPECT_EQ(observer.overflows, 1);
+  // Drained: the next change is an ordinary event again.
+  Append("a.log", "1\n");
+  EXPECT_TRUE(Drain(watcher).structural);
+  EXPECT_EQ(observer.overflows, 1);
+  EXPECT_FALSE(watcher.failed());
+  EXPECT_EQ(observer.calls, 0);  // an overflow is not polling: the watches still work
+}
+
 TEST_F(InotifyWatcherTest, FoldersAboveTheLogsMatterOnlyForTheNameBelow) {
   fs::create_directories(Path("app/logs"));
   InotifyWatcher watcher(true, 1s, &observer);

@@ -1,4 +1,5 @@
-// A TailerObserver that records what it is told about polling, for the tailer's tests.
+// A TailerObserver that records what it is told (polling, inotify overflows), for the tailer's
+// tests.
 #pragma once
 
 #include "collectors/access_log/tailer.hpp"
@@ -8,10 +9,12 @@ namespace fastapi_exporter::access_log {
 struct PollingObserver : TailerObserver {
   int calls = 0;
   bool polling = false;
+  int overflows = 0;
   void OnPolling(bool value) override {
     ++calls;
     polling = value;
   }
+  void OnInotifyOverflow() override { ++overflows; }
 };
 
 }  // namespace fastapi_exporter::access_log
