@@ -128,6 +128,29 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
   source.files.push_back(std::move(file));
 }
 
+namespace {
+
+// Whether `path`, found by the inode number of a saved position, is that file renamed: it
+// starts with the bytes it started with then. File systems reuse the number of a deleted file
+// (logrotate's compress deletes the renamed log), and the next file of the folder to get it
+// is another log, or logrotate's state file. A file that was empty then has no first bytes to
+// compare: its name must then still begin with the name it had (access.log.1, not
+// admin-access.log).
+bool IsRenamedFrom(const std::string& path, const FilePosition& saved) {
+  if (saved.fingerprint_bytes == 0) {
+    const std::filesystem::path was(saved.path), now(path);
+    return now.filename().string().starts_with(was.stem().string());
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  uint32_t bytes = saved.fingerprint_bytes;
+  const uint64_t fingerprint = FingerprintFile(fd, bytes);
+  ::close(fd);
+  return bytes == saved.fingerprint_bytes && fingerprint == saved.fingerprint;
+}
+
+}  // namespace
+
 void Tailer::RecoverRotatedAway(Source& source) {
   // Files of the last run that were renamed while the daemon was stopped (access.log ->
   // access.log.1) no longer match the glob; find them by inode next to where they were, and
@@ -138,6 +161,13 @@ void Tailer::RecoverRotatedAway(Source& source) {
     const auto found = FindByIdentity(std::filesystem::path(position.path).parent_path().string(),
                                       {position.device, position.inode});
     if (!found) continue;
+    if (!IsRenamedFrom(found->path, position)) {
+      spdlog::info(
+          "{} has the inode number {} of {} of the last run, but not its first bytes: "
+          "another file (the inode was reused), not read",
+          found->path, position.inode, position.path);
+      continue;
+    }
     OpenFile(source, found->path, found->st, true);
     if (!source.files.empty() && source.files.back()->identity() == IdentityOf(found->st)) {
       source.files.back()->MarkRotated(position.path);

@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -349,6 +351,80 @@ TEST_F(TailerTest, CopyTruncateWhileStoppedReadsTheCopyFromTheSavedPosition) {
       EXPECT_EQ(recorded.lines.size(), 4u);
       EXPECT_EQ(recorded.lines.back(), "next");
     }
+  }
+}
+
+// logrotate's `compress` (without delaycompress) while the daemon was stopped: the log was
+// renamed and deleted, and another file of the folder that the glob does not match got its
+// inode number (ext4 reuses them). That file is not the log renamed, and none of it is read:
+// neither a longer file (another service's log) nor a shorter one (logrotate's state file),
+// nor, for a log that was empty when saved, one whose name is not the log's.
+TEST_F(TailerTest, AFileOutsideTheGlobWithTheInodeOfASavedFileIsNotAdopted) {
+  struct Case {
+    std::string saved_content, other_name, other_content;
+  };
+  for (const Case& c : {Case{"api 1\napi 2\n", "admin.log", "admin 1\nadmin 2\nadmin 3\n"},
+                        Case{"api 1\napi 2\n", "lr.state", "logrotate state -- version 2\n"},
+                        Case{"", "admin.log", "admin 1\n"}}) {
+    for (const auto start_at : {config::StartAt::kEnd, config::StartAt::kBeginning}) {
+      SCOPED_TRACE(c.other_name + (c.saved_content.empty() ? " (empty log)" : "") +
+                   (start_at == config::StartAt::kEnd ? ", end" : ", beginning"));
+      fs::remove_all(dir);
+      fs::create_directories(dir);
+      TailerOptions options;
+      options.rotate_wait = std::chrono::milliseconds(0);
+      options.use_inotify = false;
+      std::ofstream(Path("api.log")) << c.saved_content;
+      Positions saved;
+      {
+        auto tailer = MakeTailer(options, Path("api.log"), config::StartAt::kBeginning);
+        tailer->Poll();
+        saved = tailer->Snapshot();
+      }
+      ASSERT_EQ(saved.files.size(), 1u);
+      fs::remove(Path("api.log"));
+      Append(c.other_name, c.other_content);
+      Append("api.log", "api 3\n");
+      // The other file has the number the log had: as if it had been given the freed inode.
+      struct stat st;
+      ASSERT_EQ(::stat(Path(c.other_name).c_str(), &st), 0);
+      saved.files[0].device = uint64_t(st.st_dev);
+      saved.files[0].inode = uint64_t(st.st_ino);
+      recorded.lines.clear();
+      auto tailer = MakeTailer(options, Path("api.log"), start_at);
+      tailer->Restore(saved);
+      tailer->Poll(true);
+      EXPECT_EQ(recorded.lines, (Lines{"api 3"}));
+    }
+  }
+}
+
+// The same file renamed, with what was written to it after the save: read from the saved
+// offset (the number matches and so do its first bytes), under a name of logrotate's.
+TEST_F(TailerTest, ALogRenamedWhileStoppedIsStillFoundByItsInodeAndFirstBytes) {
+  for (const std::string saved_content : {"api 1\napi 2\n", ""}) {
+    SCOPED_TRACE(saved_content.empty() ? "empty when saved" : "two lines when saved");
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    TailerOptions options;
+    options.rotate_wait = std::chrono::milliseconds(0);
+    options.use_inotify = false;
+    std::ofstream(Path("api.log")) << saved_content;
+    Positions saved;
+    {
+      auto tailer = MakeTailer(options, Path("api.log"), config::StartAt::kBeginning);
+      tailer->Poll();
+      saved = tailer->Snapshot();
+    }
+    Append("api.log", "written after the save\n");
+    fs::rename(Path("api.log"), Path("api.log-20261130"));
+    Append("api.log", "api 3\n");
+    recorded.lines.clear();
+    auto tailer = MakeTailer(options, Path("api.log"), config::StartAt::kEnd);
+    tailer->Restore(saved);
+    tailer->Poll(true);
+    std::sort(recorded.lines.begin(), recorded.lines.end());
+    EXPECT_EQ(recorded.lines, (Lines{"api 3", "written after the save"}));
   }
 }
 
