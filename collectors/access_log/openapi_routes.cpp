@@ -6,6 +6,7 @@
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <fstream>
@@ -146,18 +147,25 @@ void RouteDiscovery::WaitFirstAttempt(std::chrono::milliseconds timeout) {
 }
 
 void RouteDiscovery::Run() {
+  // Until a first table is read, retry soon: the exporter usually starts before the service
+  // (boot, deploy), and each minute without the table labels requests by raw paths. 1 s, then
+  // twice as long each time, up to 30 s (or `refresh`, if that is shorter).
+  std::chrono::milliseconds retry{1000};
+  bool loaded = false;
   std::unique_lock lock(mutex_);
   while (!stop_) {
     lock.unlock();
-    RefreshOnce();
+    loaded |= RefreshOnce();
     lock.lock();
     attempted_ = true;
     wake_.notify_all();
-    wake_.wait_for(lock, from_.refresh, [this] { return stop_; });
+    const std::chrono::milliseconds wait = loaded ? from_.refresh : std::min(retry, from_.refresh);
+    retry = std::min(retry * 2, kFirstTableRetryMax);
+    wake_.wait_for(lock, wait, [this] { return stop_; });
   }
 }
 
-void RouteDiscovery::RefreshOnce() {
+bool RouteDiscovery::RefreshOnce() {
   std::string body, message;
   OpenApiError error = Fetch(body, message);
   std::vector<config::RouteTemplate> routes;
@@ -172,7 +180,7 @@ void RouteDiscovery::RefreshOnce() {
                    service_, where, problem);
       last_error_ = problem;
     }
-    return;
+    return false;
   }
   if (!last_error_.empty() || discovered_->Value() != double(routes.size())) {
     spdlog::info("service {}: {} routes from {}{}", service_, routes.size(), where,
@@ -185,6 +193,7 @@ void RouteDiscovery::RefreshOnce() {
   std::lock_guard lock(mutex_);
   pending_ = std::move(routes);
   has_update_.store(true, std::memory_order_release);
+  return true;
 }
 
 namespace {

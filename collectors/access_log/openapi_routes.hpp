@@ -16,6 +16,7 @@
 #include <prometheus/registry.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
@@ -68,10 +69,14 @@ struct RouteDiscoveryFamilies {
 RouteDiscoveryFamilies RegisterRouteDiscoveryFamilies(prometheus::Registry& registry);
 
 // Fetches a service's OpenAPI document at start and every `refresh`, on a thread of its own:
-// a slow or dead service never holds up reading logs or scrapes. A failed refresh keeps the
-// last good table. The ingestion thread picks a new table up with TakeUpdate.
+// a slow or dead service never holds up reading logs or scrapes. Until a first document is
+// read, it retries after 1 s, 2 s, 4 s... up to kFirstTableRetryMax (a service starting after
+// the exporter). A failed refresh keeps the last good table. The ingestion thread picks a
+// new table up with TakeUpdate.
 class RouteDiscovery {
  public:
+  static constexpr std::chrono::milliseconds kFirstTableRetryMax{30'000};
+
   RouteDiscovery(std::string service, config::RoutesFrom from, RouteDiscoveryFamilies families);
   ~RouteDiscovery();
   RouteDiscovery(const RouteDiscovery&) = delete;
@@ -86,7 +91,7 @@ class RouteDiscovery {
 
  private:
   void Run();
-  void RefreshOnce();
+  bool RefreshOnce();  // true when a table was read
   OpenApiError Fetch(std::string& body, std::string& message) const;
 
   const std::string service_;

@@ -181,6 +181,44 @@ TEST(RouteDiscovery, ReadsAFileKeepsTheLastGoodTableAndCountsErrors) {
   EXPECT_EQ(discovered.Add({{"service", "api"}}).Value(), 20);
 }
 
+// The exporter started before the service (boot, deploy): the first fetch fails, and the
+// table is read within seconds of the document appearing, not at the next `refresh` (an
+// hour here); then refreshes are `refresh` apart again.
+TEST(RouteDiscovery, UntilAFirstTableIsReadItRetriesWithinSeconds) {
+  InitRouteDiscovery();
+  const std::string folder = ::testing::TempDir() + "route_discovery_late";
+  std::filesystem::remove_all(folder);
+  std::filesystem::create_directories(folder);
+  const std::string file = folder + "/openapi.json";
+  prometheus::Registry registry;
+  auto& discovered = prometheus::BuildGauge().Name("d").Register(registry);
+  auto& last = prometheus::BuildGauge().Name("l").Register(registry);
+  auto& errors = prometheus::BuildCounter().Name("e").Register(registry);
+  config::RoutesFrom from;
+  from.openapi_file = file;
+  from.refresh = std::chrono::hours(1);
+  RouteDiscovery discovery("api", from, {discovered, last, errors});
+  discovery.WaitFirstAttempt(std::chrono::seconds(30));
+  auto& fetch_errors = errors.Add({{"service", "api"}, {"reason", "fetch"}});
+  EXPECT_EQ(fetch_errors.Value(), 1);
+  std::vector<config::RouteTemplate> routes;
+  EXPECT_FALSE(discovery.TakeUpdate(routes));
+  std::ofstream(file) << kFastApiDocument;
+  // Retries come 1, 2, 4... s apart: well inside 30 s even on a loaded machine.
+  for (int i = 0; i < 1500 && !discovery.HasUpdate(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(discovery.TakeUpdate(routes));
+  EXPECT_EQ(routes.size(), 20u);
+  // Loaded: the next attempt is an hour away, so the document's change is not read now.
+  const double errors_before = fetch_errors.Value();
+  std::ofstream(file) << "{broken";
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_FALSE(discovery.HasUpdate());
+  EXPECT_EQ(errors.Add({{"service", "api"}, {"reason", "invalid_json"}}).Value(), 0);
+  EXPECT_EQ(fetch_errors.Value(), errors_before);
+}
+
 }  // namespace
 }  // namespace fastapi_exporter::access_log
 
