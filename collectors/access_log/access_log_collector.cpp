@@ -366,7 +366,8 @@ struct AccessLogCollector::Impl {
           journal_sources.push_back(raw);
         } else {
           tail_sources.push_back({PositionKey(service->name(), raw->name()), log.path, log.start_at,
-                                  [raw] { return raw->pipeline().MakeFileSink(); }, raw});
+                                  [raw] { return raw->pipeline().MakeFileSink(); }, raw,
+                                  service->name()});
         }
         next_sources.push_back(raw);
         sources.push_back(std::move(source));

@@ -89,6 +89,7 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
   }
   source.open_errors.erase(path);
   auto file = std::make_unique<FileFollower>(path, fd, st, source.config, options_.max_line_bytes);
+  WarnIfOpenInAnotherSource(source, *file);
 
   uint64_t start = 0;
   bool mid_line = false;
@@ -150,6 +151,24 @@ bool IsRenamedFrom(const std::string& path, const FilePosition& saved) {
 }
 
 }  // namespace
+
+void Tailer::WarnIfOpenInAnotherSource(const Source& source, const FileFollower& file) {
+  if (source.config.group.empty()) return;
+  for (const auto& other : sources_) {
+    if (other.get() == &source || other->config.group != source.config.group) continue;
+    for (const auto& open : other->files) {
+      const FileIdentity identity = file.identity();
+      if (open->identity() != identity ||
+          !overlap_warned_.emplace(identity.device, identity.inode).second) {
+        continue;
+      }
+      spdlog::warn(
+          "{} is matched by two access_logs of service {} ({} and {}): each of its "
+          "requests is counted twice; give the service paths that do not overlap",
+          file.path(), source.config.group, other->config.glob, source.config.glob);
+    }
+  }
+}
 
 void Tailer::RecoverRotatedAway(Source& source) {
   // Files of the last run that were renamed while the daemon was stopped (access.log ->

@@ -29,6 +29,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "collectors/access_log/positions.hpp"
@@ -37,6 +38,8 @@
 namespace fastapi_exporter::access_log {
 
 // Receives the lines of one file, in order.
+class FileFollower;
+
 class LineSink {
  public:
   virtual ~LineSink() = default;
@@ -99,6 +102,9 @@ struct TailSource {
   config::StartAt start_at = config::StartAt::kEnd;
   std::function<std::unique_ptr<LineSink>()> make_sink;  // one per file
   SourceObserver* observer = nullptr;                    // may be null
+  // The service the source counts for: a file open in two sources of one service has its
+  // requests counted twice (globs that overlap), which is logged once per file.
+  std::string group;
 };
 
 struct TailerOptions {
@@ -162,6 +168,7 @@ class Tailer {
   void Rescan(Source& source);
   void ReportNoFile(Source& source, const std::string& folder, bool none);
   void OpenFile(Source& source, const std::string& path, const struct stat& st, bool first_scan);
+  void WarnIfOpenInAnotherSource(const Source& source, const FileFollower& file);
   void RecoverRotatedAway(Source& source);
   void ScanRotatedSiblings(Source& source, const std::set<std::string>& live_paths,
                            bool first_scan);
@@ -170,6 +177,8 @@ class Tailer {
 
   TailerOptions options_;
   std::vector<std::unique_ptr<Source>> sources_;
+  // Files found open in two sources of one service, by (device, inode): warned about once.
+  std::set<std::pair<uint64_t, uint64_t>> overlap_warned_;
   std::vector<char> buffer_;
   std::unique_ptr<InotifyWatcher> watcher_;
   bool first_scan_done_ = false;

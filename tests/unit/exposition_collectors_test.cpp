@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "collectors/exposition.hpp"
+#include "tests/unit/count.hpp"
 
 namespace fastapi_exporter {
 namespace {
@@ -39,15 +40,6 @@ class FakeCollector final : public Collector {
  private:
   std::string metric_;
 };
-
-std::size_t Count(const std::string& text, const std::string& needle) {
-  std::size_t count = 0;
-  for (std::size_t at = text.find(needle); at != std::string::npos;
-       at = text.find(needle, at + 1)) {
-    ++count;
-  }
-  return count;
-}
 
 std::vector<std::string> Lines(const std::string& text, std::string_view prefix) {
   std::vector<std::string> lines;

@@ -16,8 +16,13 @@
 #include <fstream>
 #include <functional>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "tests/unit/count.hpp"
 #include "tests/unit/polling_observer.hpp"
 #include "tests/unit/tail_recorder.hpp"
 
@@ -426,6 +431,46 @@ TEST_F(TailerTest, ALogRenamedWhileStoppedIsStillFoundByItsInodeAndFirstBytes) {
     std::sort(recorded.lines.begin(), recorded.lines.end());
     EXPECT_EQ(recorded.lines, (Lines{"api 3", "written after the save"}));
   }
+}
+
+// Two access_logs of one service whose globs both match a file count its requests twice:
+// that is said once per file (not on every rescan), naming both globs. Two services reading
+// one file is a choice (each has its own series), and is not warned about.
+TEST_F(TailerTest, AFileMatchedByTwoSourcesOfOneServiceIsWarnedAboutOnce) {
+  Append("access.log", "1\n");
+  Append("other.log", "2\n");
+  std::ostringstream log;
+  const auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
+  std::vector<TailSource> sources;
+  for (const auto& [group, glob] :
+       {std::pair{"api", dir + "/*.log"}, std::pair{"api", dir + "/access.log"},
+        std::pair{"admin", dir + "/access.log"}}) {
+    TailSource source;
+    source.id = std::string(group) + "\t" + glob;
+    source.glob = glob;
+    source.start_at = config::StartAt::kBeginning;
+    source.make_sink = [this] { return std::make_unique<RecordingSink>(recorded); };
+    source.group = group;
+    sources.push_back(std::move(source));
+  }
+  TailerOptions options;
+  options.use_inotify = false;
+  Tailer tailer(std::move(sources), options);
+  tailer.Poll(true);
+  Append("access.log", "3\n");
+  tailer.Poll(true);
+  tailer.Poll(true);
+  spdlog::set_default_logger(previous);
+  const std::string text = log.str();
+  const std::string warning =
+      Path("access.log") + " is matched by two access_logs of service api (" + dir + "/*.log and " +
+      Path("access.log") + "): each of its requests " + "is counted twice";
+  EXPECT_EQ(Count(text, warning), 1u) << text;
+  EXPECT_EQ(Count(text, "matched by two access_logs"), 1u) << text;  // not other.log, not admin
+  std::sort(recorded.lines.begin(), recorded.lines.end());
+  EXPECT_EQ(recorded.lines, (Lines{"1", "1", "1", "2", "3", "3", "3"}));
 }
 
 TEST_F(TailerTest, ReusedInodeWithOtherContentStartsOver) {
