@@ -74,7 +74,8 @@ TEST_F(InotifyWatcherTest, AnOverflowingQueueCallsForARescanAndIsReportedOnce) {
   // IN_Q_OVERFLOW, and the events past it are gone.
   long limit = 0;
   ASSERT_TRUE(std::ifstream("/proc/sys/fs/inotify/max_queued_events") >> limit);
-  ASSERT_LT(limit, 200'000) << "too many files for a unit test";
+  if (limit > 200'000)
+    GTEST_SKIP() << "fs.inotify.max_queued_events " << limit << ": too many files";
   for (long i = 0; i <= limit; ++i) {
     const int fd = ::open(Path("f" + std::to_string(i)).c_str(), O_CREAT | O_WRONLY, 0644);
     ASSERT_GE(fd, 0);

@@ -2,6 +2,9 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
 #include <chrono>
@@ -148,20 +151,40 @@ TEST(OpenApiRoutes, BrokenDocumentsSayWhyAndKeepTheTable) {
   EXPECT_EQ(skipped, 2u);
 }
 
-TEST(RouteDiscovery, ReadsAFileKeepsTheLastGoodTableAndCountsErrors) {
-  InitRouteDiscovery();
-  const std::string folder = ::testing::TempDir() + "route_discovery";
-  std::filesystem::create_directories(folder);
-  const std::string file = folder + "/openapi.json";
-  std::ofstream(file) << kFastApiDocument;
+// An OpenAPI file in a folder of its own (empty at first) and the self-metric families a
+// RouteDiscovery of service "api" reports to.
+struct DiscoveryFixture {
+  explicit DiscoveryFixture(const std::string& name)
+      : folder(::testing::TempDir() + name), file(folder + "/openapi.json") {
+    InitRouteDiscovery();
+    std::filesystem::remove_all(folder);
+    std::filesystem::create_directories(folder);
+  }
+  config::RoutesFrom From(std::chrono::milliseconds refresh) const {
+    config::RoutesFrom from;
+    from.openapi_file = file;
+    from.refresh = refresh;
+    return from;
+  }
+
+  const std::string folder, file;
   prometheus::Registry registry;
-  auto& discovered = prometheus::BuildGauge().Name("d").Register(registry);
-  auto& last = prometheus::BuildGauge().Name("l").Register(registry);
-  auto& errors = prometheus::BuildCounter().Name("e").Register(registry);
-  config::RoutesFrom from;
-  from.openapi_file = file;
-  from.refresh = std::chrono::seconds(1);
-  RouteDiscovery discovery("api", from, {discovered, last, errors});
+  prometheus::Family<prometheus::Gauge>& discovered =
+      prometheus::BuildGauge().Name("d").Register(registry);
+  prometheus::Family<prometheus::Gauge>& last =
+      prometheus::BuildGauge().Name("l").Register(registry);
+  prometheus::Family<prometheus::Counter>& errors =
+      prometheus::BuildCounter().Name("e").Register(registry);
+};
+
+TEST(RouteDiscovery, ReadsAFileKeepsTheLastGoodTableAndCountsErrors) {
+  DiscoveryFixture f("route_discovery");
+  const std::string& file = f.file;
+  auto& discovered = f.discovered;
+  auto& last = f.last;
+  auto& errors = f.errors;
+  std::ofstream(file) << kFastApiDocument;
+  RouteDiscovery discovery("api", f.From(std::chrono::seconds(1)), {discovered, last, errors});
   discovery.WaitFirstAttempt(std::chrono::seconds(30));
   std::vector<config::RouteTemplate> routes;
   ASSERT_TRUE(discovery.TakeUpdate(routes));
@@ -185,19 +208,10 @@ TEST(RouteDiscovery, ReadsAFileKeepsTheLastGoodTableAndCountsErrors) {
 // table is read within seconds of the document appearing, not at the next `refresh` (an
 // hour here); then refreshes are `refresh` apart again.
 TEST(RouteDiscovery, UntilAFirstTableIsReadItRetriesWithinSeconds) {
-  InitRouteDiscovery();
-  const std::string folder = ::testing::TempDir() + "route_discovery_late";
-  std::filesystem::remove_all(folder);
-  std::filesystem::create_directories(folder);
-  const std::string file = folder + "/openapi.json";
-  prometheus::Registry registry;
-  auto& discovered = prometheus::BuildGauge().Name("d").Register(registry);
-  auto& last = prometheus::BuildGauge().Name("l").Register(registry);
-  auto& errors = prometheus::BuildCounter().Name("e").Register(registry);
-  config::RoutesFrom from;
-  from.openapi_file = file;
-  from.refresh = std::chrono::hours(1);
-  RouteDiscovery discovery("api", from, {discovered, last, errors});
+  DiscoveryFixture f("route_discovery_late");
+  const std::string& file = f.file;
+  auto& errors = f.errors;
+  RouteDiscovery discovery("api", f.From(std::chrono::hours(1)), {f.discovered, f.last, errors});
   discovery.WaitFirstAttempt(std::chrono::seconds(30));
   auto& fetch_errors = errors.Add({{"service", "api"}, {"reason", "fetch"}});
   EXPECT_EQ(fetch_errors.Value(), 1);
