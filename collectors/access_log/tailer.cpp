@@ -22,6 +22,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Whether the file starts with the first bytes a saved position recorded (the same file).
+bool StartsAsSaved(int fd, const FilePosition& saved) {
+  uint32_t bytes = saved.fingerprint_bytes;
+  const uint64_t fingerprint = FingerprintFile(fd, bytes);
+  return bytes == saved.fingerprint_bytes && fingerprint == saved.fingerprint;
+}
+
 }  // namespace
 
 struct Tailer::Source {
@@ -98,10 +105,7 @@ void Tailer::OpenFile(Source& source, const std::string& path, const struct stat
     start = 0;
   } else if (restored != source.restored.end()) {
     // Resume where the last run stopped, if this is still the same file.
-    uint32_t bytes = restored->second.fingerprint_bytes;
-    const uint64_t fingerprint = FingerprintFile(fd, bytes);
-    const bool same =
-        bytes == restored->second.fingerprint_bytes && fingerprint == restored->second.fingerprint;
+    const bool same = StartsAsSaved(fd, restored->second);
     mid_line = source.marked_mid_line.contains(file->identity());
     if (same && restored->second.offset <= uint64_t(st.st_size)) {
       start = restored->second.offset;
@@ -144,10 +148,9 @@ bool IsRenamedFrom(const std::string& path, const FilePosition& saved) {
   }
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
-  uint32_t bytes = saved.fingerprint_bytes;
-  const uint64_t fingerprint = FingerprintFile(fd, bytes);
+  const bool same = StartsAsSaved(fd, saved);
   ::close(fd);
-  return bytes == saved.fingerprint_bytes && fingerprint == saved.fingerprint;
+  return same;
 }
 
 }  // namespace
